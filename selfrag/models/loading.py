@@ -1,0 +1,66 @@
+"""Resolving a model setting to a checkpoint directory both backends can load, plus its tokenizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from selfrag.io import InputError
+from selfrag.models.packaged import cache_root, smollm2_checkpoint
+from selfrag.models.reflection import checkpoint_with_reflection_tokens
+
+#: Models that ship inside Python packages, by the name `model.packaged` uses.
+PACKAGED_MODELS = {"smollm2_135m_instruct": smollm2_checkpoint}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What `conf/model/*.yaml` describes.
+
+    Attributes:
+        name: a label for messages and outputs.
+        path: a local checkpoint directory or a hub id; None to use `packaged`.
+        packaged: a model shipped in a Python package (see PACKAGED_MODELS), used when `path` is None.
+        add_reflection_tokens: add the 15 tokens (cached copy of the checkpoint) if the model lacks them; a Self-RAG
+            generator already has them, a plain base needs this to be decoded at all.
+    """
+
+    name: str
+    path: str | None = None
+    packaged: str | None = None
+    add_reflection_tokens: bool = False
+
+
+def resolve_checkpoint(spec: ModelSpec, *, cache_dir: Path | None = None) -> str:
+    """Return the directory (or hub id) to load for `spec`, converting/adding tokens once where needed.
+
+    Raises:
+        InputError: neither a usable path nor a known packaged model is given.
+    """
+    cache = cache_dir or cache_root()
+    if spec.path:
+        source = Path(spec.path).expanduser()
+        if not source.is_dir():
+            if spec.path.count("/") == 1 and not spec.path.startswith((".", "/", "~")):
+                return spec.path  # a hub id: loads where a hub is reachable
+            raise InputError(f"model.path={spec.path!r}: no such checkpoint directory")
+    elif spec.packaged:
+        if spec.packaged not in PACKAGED_MODELS:
+            raise InputError(f"model.packaged={spec.packaged!r} is unknown; choose one of {sorted(PACKAGED_MODELS)}")
+        source = PACKAGED_MODELS[spec.packaged](cache)
+    else:
+        raise InputError(f"model {spec.name!r} has neither model.path nor model.packaged; set model.path=DIR")
+    if spec.add_reflection_tokens:
+        source = checkpoint_with_reflection_tokens(source, cache)
+    return str(source)
+
+
+def load_tokenizer(checkpoint: str) -> Any:
+    """The checkpoint's tokenizer (pad set to EOS when it has none, for batching)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

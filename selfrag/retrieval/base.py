@@ -1,0 +1,15 @@
+"""The retriever protocol the decoder queries for live retrieval."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from selfrag.types import Passage
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Anything that returns the best `k` passages for each query string, best first, in input order."""
+
+    def batch_search(self, queries: Sequence[str], k: int) -> list[list[Passage]]: ...
