@@ -13,7 +13,7 @@ WORDS = (
     "### Instruction Response Input : ? . , ( ) the a is an of in who what was born singer actor politician "
     "occupation city capital paris france london england alice bob carol dave eve alpha beta gamma delta fact "
     "one two three four five six seven eight nine ten yes no true false A B C D it he she they and from "
-    "question answer text title passage about tell me bio"
+    "question answer text title passage about tell me bio relevant irrelevant retrieval supported fully utility"
 ).split()
 
 #: Texts the tiny model is trained to reproduce (prompt and Self-RAG-formatted response).
@@ -136,7 +136,7 @@ class ScriptedBackend:
             for position, token_ids in request.queries:
                 group = self._groups[tuple(token_ids)]
                 probs = self.probs_fn(self._text(request.sequence[:position]), group)
-                answer.append([math.log(p) for p in probs])
+                answer.append([math.log(p) if p > 0 else -math.inf for p in probs])
             results.append(answer)
         return results
 

@@ -55,7 +55,7 @@ def _cite(text: str, index: int) -> str:
     stripped = text.rstrip()
     match = re.search(r"[.!?]+[\"')\]]*$", stripped)
     if match:
-        return f"{stripped[: match.start()]} [{index}]{stripped[match.start():]}"
+        return f"{stripped[: match.start()].rstrip()} [{index}]{stripped[match.start():]}"
     return f"{stripped} [{index}]"
 
 
