@@ -49,11 +49,14 @@ class Completion:
         token_ids: the generated ids, including the stop/EOS token when generation ended on one.
         logprobs: log p of each generated token under the model's full (unprocessed) distribution.
         stopped: True when generation ended on EOS or a stop token, False when it hit the length limit.
+        tracked: for each generated position, the exact log-probabilities of the `track_token_ids` the backend was
+            asked to follow (in that order), read from the same full distribution the token was chosen from.
     """
 
     token_ids: tuple[int, ...]
     logprobs: tuple[float, ...]
     stopped: bool
+    tracked: tuple[tuple[float, ...], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -113,11 +113,20 @@ class ScriptedBackend:
     def _text(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
-    def generate(self, prompts, *, max_new_tokens, stop_token_ids=()):
+    def _logprobs(self, prefix_ids, token_ids):
+        """Scripted log p of each of `token_ids` after `prefix_ids` (tokens outside the four groups: -inf)."""
+        text = self._text(prefix_ids)
+        values = {}
+        for ids, group in self._groups.items():
+            if any(t in token_ids for t in ids):
+                values.update(zip(ids, self.probs_fn(text, group)))
+        return [math.log(values[t]) if values.get(t, 0) > 0 else -math.inf for t in token_ids]
+
+    def generate(self, prompts, *, max_new_tokens, stop_token_ids=(), track_token_ids=()):
         texts = [self._text(p) for p in prompts]
         self.generate_calls.append(texts)
         out = []
-        for text in texts:
+        for prompt, text in zip(prompts, texts):
             ids = self.tokenizer(self.continue_fn(text), add_special_tokens=False)["input_ids"]
             stopped = False
             for j, token in enumerate(ids[:max_new_tokens]):
@@ -125,20 +134,15 @@ class ScriptedBackend:
                     ids, stopped = ids[: j + 1], True
                     break
             ids = ids[:max_new_tokens]
-            out.append(Completion(tuple(ids), tuple([self.token_logprob] * len(ids)), stopped))
+            tracked = tuple(tuple(self._logprobs(list(prompt) + ids[:j], track_token_ids)) for j in range(len(ids)))
+            out.append(Completion(tuple(ids), tuple([self.token_logprob] * len(ids)), stopped,
+                                  tracked if track_token_ids else ()))
         return out
 
     def score(self, requests: Sequence[ScoreRequest]):
         self.score_calls += 1
-        results = []
-        for request in requests:
-            answer = []
-            for position, token_ids in request.queries:
-                group = self._groups[tuple(token_ids)]
-                probs = self.probs_fn(self._text(request.sequence[:position]), group)
-                answer.append([math.log(p) if p > 0 else -math.inf for p in probs])
-            results.append(answer)
-        return results
+        return [[self._logprobs(r.sequence[:position], token_ids) for position, token_ids in r.queries]
+                for r in requests]
 
     def close(self) -> None:
         pass

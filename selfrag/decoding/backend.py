@@ -3,7 +3,9 @@
 A backend works on token ids only (the pipeline tokenises once with the model's tokenizer), so two backends over the
 same checkpoint see identical inputs and can be compared token for token. Two verbs:
 
-- `generate`: greedy continuations with the log-probability of every generated token;
+- `generate`: greedy continuations with the log-probability of every generated token and, at every position,
+  the exact log-probabilities of a few tracked tokens (the reflection tokens), gathered from the full distribution
+  the token was chosen from;
 - `score`: exact next-token log-probabilities of a few chosen tokens at chosen positions inside a sequence. This is
   how reflection-token group probabilities are read: from the full distribution at that position, without ever
   asking for vocabulary-sized or top-k logprob lists.
@@ -24,11 +26,16 @@ class Backend(Protocol):
     """A greedy decoder over one model."""
 
     def generate(
-        self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, stop_token_ids: Sequence[int] = ()
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int,
+        stop_token_ids: Sequence[int] = (),
+        track_token_ids: Sequence[int] = (),
     ) -> list[Completion]:
         """Greedy-decode each prompt; stop at EOS, at any of `stop_token_ids` (kept in the output), or at the limit.
 
-        Returns one Completion per prompt, in input order.
+        Returns one Completion per prompt, in input order, with `tracked` filled for `track_token_ids`.
         """
         ...
 

@@ -1,7 +1,8 @@
 """Long-form Self-RAG: segment-level beam search with a retrieval decision at every segment boundary.
 
 At each depth every live beam of every query is advanced in one batch:
-1. p_ret is read at the beam's end (the segment boundary); `adaptive` retrieves iff p_ret > threshold;
+1. p_ret is read at the beam's end (the segment boundary): for the first segment by one scoring request per query,
+   later from the generation that stopped on `[Retrieval]`; `adaptive` retrieves iff p_ret > threshold;
 2. a retrieving beam gets one continuation per passage (static passages, or the live retriever queried with the
    question plus the previous segment), a non-retrieving beam one continuation after `[No Retrieval]`;
 3. each continuation runs to the next `[Retrieval]` token, EOS or the token limit, and is critiqued exactly;
@@ -31,11 +32,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class _Node:
-    """A beam plus the token ids it ends at (prompt + every segment so far)."""
+    """A beam plus the token ids it ends at (prompt + every segment so far) and p_ret there, once known."""
 
     beam: Beam
     ids: tuple[int, ...]
     raw: str
+    p_retrieve: float | None = None
 
 
 def beam_score(beam: Beam, weights: RewardWeights) -> float:
@@ -95,7 +97,9 @@ def long_form_search(decoder: SelfRAG, queries: Sequence[Query]) -> list[Predict
         live = [(qi, node) for qi, nodes in enumerate(frontier) for node in nodes if not node.beam.finished]
         if not live:
             break
-        p_ret = decoder.retrieve_probabilities([node.ids for _, node in live])
+        unknown = [node.ids for _, node in live if node.p_retrieve is None]
+        scored = iter(decoder.retrieve_probabilities(unknown) if unknown else [])
+        p_ret = [node.p_retrieve if node.p_retrieve is not None else next(scored) for _, node in live]
         if depth == 0:
             for (qi, _), p in zip(live, p_ret):
                 first_p_ret[qi] = p
@@ -112,7 +116,9 @@ def long_form_search(decoder: SelfRAG, queries: Sequence[Query]) -> list[Predict
             candidate = item.candidate
             opening = passage_block(candidate.passage) if candidate.passage else T.NO_RETRIEVAL
             beam = Beam(segments=parent.beam.segments + (candidate,), finished=candidate.finished)
-            children[qi].append(_Node(beam, item.prefix + item.generated, parent.raw + opening + candidate.text))
+            children[qi].append(
+                _Node(beam, item.prefix + item.generated, parent.raw + opening + candidate.text, item.next_p_retrieve)
+            )
         frontier = [prune(nodes, config.beam_width, weights) for nodes in children]
     predictions = []
     for qi, query in enumerate(queries):

@@ -45,7 +45,7 @@ class DecodingConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"decoding.{name} must be an integer >= 1, got {value!r}")
-        self.weights  # validates the reward weights
+        RewardWeights(self.w_rel, self.w_sup, self.w_use, self.use_seqscore)  # raises on a bad weight
 
     @property
     def weights(self) -> RewardWeights:

@@ -1,7 +1,8 @@
 """The transformers backend: batched greedy `generate` on CPU or GPU, and exact scoring by forward passes.
 
-Per-token log-probabilities are recorded during generation by a logits processor that reads the raw distribution at
-each step (one gather per step, never a vocabulary-sized Python structure). `score` runs one forward pass per distinct
+Per-token log-probabilities, and those of the tracked reflection tokens, are recorded during generation by a logits
+processor that reads the raw distribution at each step (one gather per step, never a vocabulary-sized Python
+structure). `score` runs one forward pass per distinct
 sequence and reads the requested rows of its log-softmax.
 """
 
@@ -62,7 +63,12 @@ class HFBackend:
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     def generate(
-        self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, stop_token_ids: Sequence[int] = ()
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int,
+        stop_token_ids: Sequence[int] = (),
+        track_token_ids: Sequence[int] = (),
     ) -> list[Completion]:
         """See `Backend.generate`. Prompts are sorted by length and left-padded in batches."""
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -70,11 +76,14 @@ class HFBackend:
         stops = {self.eos_token_id, *stop_token_ids}
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            for i, completion in zip(batch, self._generate_batch([prompts[i] for i in batch], max_new_tokens, stops)):
+            completions = self._generate_batch([prompts[i] for i in batch], max_new_tokens, stops, track_token_ids)
+            for i, completion in zip(batch, completions):
                 results[i] = completion
         return [r for r in results if r is not None]
 
-    def _generate_batch(self, prompts: list[Sequence[int]], max_new_tokens: int, stops: set[int]) -> list[Completion]:
+    def _generate_batch(
+        self, prompts: list[Sequence[int]], max_new_tokens: int, stops: set[int], track: Sequence[int]
+    ) -> list[Completion]:
         import torch
         from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
@@ -85,12 +94,16 @@ class HFBackend:
             input_ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
             attention[row, width - len(prompt) :] = 1
         steps: list[torch.Tensor] = []
+        tracked_steps: list[torch.Tensor] = []
+        track_index = torch.tensor(list(track), dtype=torch.long, device=self.device)
 
         class RecordLogprobs(LogitsProcessor):
             # Greedy decoding with no other processors picks the argmax of the raw logits, so the chosen token's
             # log-probability is the row maximum of the log-softmax.
             def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-                steps.append(torch.log_softmax(scores.float(), dim=-1).max(dim=-1).values)
+                logprobs = torch.log_softmax(scores.float(), dim=-1)
+                steps.append(logprobs.max(dim=-1).values)
+                tracked_steps.append(logprobs.index_select(1, track_index))
                 return scores
 
         config = GenerationConfig(
@@ -108,44 +121,79 @@ class HFBackend:
             )
         generated = out[:, width:].tolist()
         logprobs = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in prompts]
+        tracked = torch.stack(tracked_steps, dim=1).tolist() if tracked_steps else [[] for _ in prompts]
         completions = []
-        for ids, lps in zip(generated, logprobs):
+        for ids, lps, rows in zip(generated, logprobs, tracked):
             n = len(ids)
             for j, tok in enumerate(ids):
                 if tok in stops:
                     n = j + 1
                     break
             stopped = n < len(ids) or (n > 0 and ids[n - 1] in stops)
-            completions.append(Completion(token_ids=tuple(ids[:n]), logprobs=tuple(lps[:n]), stopped=stopped))
+            completions.append(
+                Completion(
+                    token_ids=tuple(ids[:n]),
+                    logprobs=tuple(lps[:n]),
+                    stopped=stopped,
+                    tracked=tuple(tuple(row) for row in rows[:n]) if len(track) else (),
+                )
+            )
         return completions
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[list[list[float]]]:
-        """See `Backend.score`: one right-padded forward pass per batch of sequences."""
+        """See `Backend.score`: one right-padded forward pass per batch of sequences.
+
+        Only the hidden states at the requested positions go through the output layer, so a batch never
+        materialises a (batch x length x vocabulary) logits tensor.
+        """
         import torch
 
         results: list[list[list[float]]] = [[] for _ in requests]
         # Requests without queries need no forward pass.
-        order = sorted((i for i, r in enumerate(requests) if r.queries), key=lambda i: max(p for p, _ in requests[i].queries))
+        lengths_of = {i: max(p for p, _ in r.queries) for i, r in enumerate(requests) if r.queries}
+        order = sorted(lengths_of, key=lengths_of.__getitem__)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            lengths = [max(p for p, _ in requests[i].queries) for i in batch]
+            lengths = [lengths_of[i] for i in batch]
             if min(lengths) < 1:
                 raise ValueError("score positions must be >= 1 (a position needs a non-empty prefix)")
             width = max(lengths)
             input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
             attention = torch.zeros((len(batch), width), dtype=torch.long)
+            rows, cols, token_ids = [], [], []
             for row, (i, length) in enumerate(zip(batch, lengths)):
                 input_ids[row, :length] = torch.tensor(requests[i].sequence[:length], dtype=torch.long)
                 attention[row, :length] = 1
+                for position, ids in requests[i].queries:
+                    rows.append(row)
+                    cols.append(position - 1)
+                    token_ids.append(list(ids))
+            width_ids = max(len(ids) for ids in token_ids)
+            padded = torch.tensor([ids + [ids[0]] * (width_ids - len(ids)) for ids in token_ids], device=self.device)
             with torch.inference_mode():
-                logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device)).logits
-            for row, i in enumerate(batch):
+                hidden = self.model.base_model(
+                    input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device)
+                ).last_hidden_state
+                logits = self._logits(hidden[torch.tensor(rows), torch.tensor(cols)])
+                picked = torch.log_softmax(logits.float(), dim=-1).gather(1, padded).tolist()
+            q = 0
+            for i in batch:
                 answer = []
-                for position, token_ids in requests[i].queries:
-                    logprobs = torch.log_softmax(logits[row, position - 1].float(), dim=-1)
-                    answer.append(logprobs[list(token_ids)].tolist())
+                for _, ids in requests[i].queries:
+                    answer.append(picked[q][: len(ids)])
+                    q += 1
                 results[i] = answer
         return results
+
+    def _logits(self, hidden: Any) -> Any:
+        """The output layer applied to selected final hidden states (with the model's logit soft-capping, if any)."""
+        import torch
+
+        logits = self.model.get_output_embeddings()(hidden)
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
 
     def close(self) -> None:
         """Drop the model so its memory can be reclaimed."""

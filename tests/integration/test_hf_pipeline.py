@@ -44,7 +44,8 @@ def test_group_probabilities_are_the_exact_full_vocabulary_probabilities(hf, tin
     # the trained model is confident the passage is relevant, fully supports and is useful
     scores = score_candidate(alpha, decoder.config.weights)
     assert scores.rel > 0.9 and scores.sup > 0.9 and scores.use > 0.9
-    assert 0 < scores.seq <= 1 and scores.final == pytest.approx(scores.seq + scores.rel + scores.sup + 0.5 * scores.use)
+    assert 0 < scores.seq <= 1
+    assert scores.final == pytest.approx(scores.seq + scores.rel + scores.sup + 0.5 * scores.use)
 
 
 def test_batched_generation_equals_one_by_one(hf, tiny_model_dir):

@@ -72,8 +72,8 @@ def test_short_form_scores_every_passage_candidate_exactly():
     assert (b.rel, b.sup, b.use, b.final) == pytest.approx((0.3, None, -1.0, 0.3))
     assert pred.answer == "alice is a singer ."
     assert pred.output.startswith("[Retrieval]<paragraph>alpha\nalice is a singer .</paragraph>")
-    # one generate call for all candidates, one scoring call for decisions and one for critiques
-    assert len(backend.generate_calls) == 1 and backend.score_calls == 2
+    # one scoring call for the retrieval decisions, one generate call that also yields every critique score
+    assert len(backend.generate_calls) == 1 and backend.score_calls == 1
 
 
 def test_adaptive_below_threshold_answers_without_retrieval():
@@ -175,8 +175,9 @@ def test_beam_search_segments_citations_and_scores():
     row = prediction_to_json(pred, config.weights)
     assert [b["score"] for b in row["beams"]] == pytest.approx([1.65, 0.8])
     assert row["segments"][0] == {"text": "alice is a singer .", "passage_id": "p1", "citation": 1}
-    # the search stopped once every beam had finished: two depths, two generate calls
-    assert len(backend.generate_calls) == 2
+    # the search stopped once every beam had finished: two depths, two generate calls; the depth-2 decision came
+    # from the [Retrieval] token the depth-1 generation stopped on, so only the first decision needed a score call
+    assert len(backend.generate_calls) == 2 and backend.score_calls == 1
     # each child was built from its own parent's text only (no sibling contamination)
     [depth2] = backend.generate_calls[1]
     assert "alice is a singer" in depth2 and "bob" not in depth2.split("</paragraph>")[-1]
@@ -195,7 +196,8 @@ def test_beam_ties_keep_the_earlier_candidate():
         return "it is . [Fully supported] </s>"
 
     def probs(prefix, group):
-        return {T.RETRIEVE_GROUP: (1.0, 0.0), T.ISREL_GROUP: (0.5, 0.5), T.ISSUP_GROUP: (1.0, 0.0, 0.0)}[group]
+        return {T.RETRIEVE_GROUP: (1.0, 0.0), T.ISREL_GROUP: (0.5, 0.5), T.ISSUP_GROUP: (1.0, 0.0, 0.0),
+                T.ISUSE_GROUP: (0.2,) * 5}[group]
 
     config = DecodingConfig(long_form=True, ndocs=2, mode="always", beam_width=1)
     decoder, _ = make(config, continue_fn=cont, probs=probs)

@@ -1,0 +1,34 @@
+# Two entry points (README): `make demo` and `make test`. Both create .venv from the pinned CPU set on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements/cpu.txt setup.cfg | sha1sum | cut -c1-12)
+
+.PHONY: setup demo test test-fast lint lock
+
+$(STAMP): requirements/cpu.txt setup.cfg
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --no-deps -r requirements/cpu.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PY) -m pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job: Self-RAG decoding of PopQA (static passages) on the embedded default model; extra Hydra overrides
+# go in ARGS, e.g. make demo ARGS="data.limit=10 decoding.mode=always"
+demo: $(STAMP)
+	$(PY) scripts/infer.py output_dir=outputs/demo $(ARGS)
+
+# The whole suite, vLLM (CPU build) tests included; GPU tests skip themselves without CUDA.
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not vllm and not slow" $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# Re-pin requirements/cpu.txt from the current .venv (after installing a new dependency into it).
+lock:
+	$(PY) -m pip freeze --exclude-editable | sed -e 's/^torch==2.13.0+cpu/torch==2.13.0/' > requirements/cpu.lock.new
+	@echo "review requirements/cpu.lock.new, keep the header of requirements/cpu.txt, then replace it"

@@ -1,0 +1,132 @@
+"""`scripts/infer.py` as a user runs it: Hydra overrides, predictions.jsonl fields, resumption, clear errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def infer(*overrides, check=True):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "infer.py"), *overrides], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"infer failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture()
+def popqa_file(tmp_path):
+    rows = [
+        {"id": 1, "question": "who is alice ?", "answers": ["singer"],
+         "ctxs": [{"id": "a1", "title": "alice", "text": "alice is a singer from paris .", "score": "1.2"},
+                  {"id": "b1", "title": "bob", "text": "bob was born in london .", "score": "0.7"}]},
+        {"id": 2, "question": "who is carol ?", "answers": ["politician"],
+         "ctxs": [{"id": "c1", "title": "carol", "text": "carol is a politician .", "score": "1.0"}]},
+        {"id": 3, "question": "what is the capital of france ?", "answers": ["paris"], "ctxs": []},
+    ]
+    path = tmp_path / "popqa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _rows(output_dir):
+    return [json.loads(line) for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
+
+
+def test_infer_writes_the_documented_fields_and_resumes(tiny_model_dir, popqa_file, tmp_path):
+    out = tmp_path / "run"
+    common = ["model=custom", f"model.path={tiny_model_dir}", "prompt=selfrag", "backend=hf", f"data.path={popqa_file}",
+              "task=popqa", "decoding.mode=always", "decoding.ndocs=2", "decoding.max_new_tokens=30",
+              "decoding.w_use=1.0", f"output_dir={out}"]
+    proc = infer(*common, "data.limit=2")
+    assert "retrieval rate: 2/2" in proc.stdout and "Q [1]: who is alice ?" in proc.stdout
+    rows = _rows(out)
+    assert [r["id"] for r in rows] == ["1", "2"]
+    first = rows[0]
+    assert set(first) >= {"id", "question", "answer", "output", "retrieved", "p_retrieve", "candidates", "segments",
+                          "docs"}
+    assert first["answer"] == "alice is a singer ." and first["retrieved"] is True
+    assert first["output"].startswith("[Retrieval]<paragraph>alice\n")
+    cand = first["candidates"][0]
+    assert (cand["passage_id"], cand["passage_title"]) == ("a1", "alice")
+    assert set(cand["scores"]) == {"rel", "sup", "use", "seq", "final"}
+    s = cand["scores"]
+    assert s["final"] == pytest.approx(s["seq"] + s["rel"] + s["sup"] + 1.0 * s["use"])  # w_use override applied
+    assert isinstance(first["p_retrieve"], float)
+    # Resume: the third row is decoded, the first two are not redone.
+    proc = infer(*common)
+    assert "(1 decoded now" in proc.stdout
+    assert [r["id"] for r in _rows(out)] == ["1", "2", "3"]
+    # Other settings in the same output_dir are refused.
+    proc = infer(*common[:-2], "decoding.w_use=0.5", f"output_dir={out}", check=False)
+    assert proc.returncode == 2 and "decoding differ" in proc.stderr
+
+
+def test_long_form_through_the_cli(tiny_model_dir, popqa_file, tmp_path):
+    out = tmp_path / "long"
+    infer("model=custom", f"model.path={tiny_model_dir}", "prompt=selfrag", f"data.path={popqa_file}",
+          "data.limit=2", "decoding.long_form=true", "decoding.mode=always", "decoding.ndocs=2",
+          "decoding.beam_width=2", "decoding.max_depth=2", "decoding.max_new_tokens=30", f"output_dir={out}")
+    rows = _rows(out)
+    assert rows[0]["segments"] and rows[0]["docs"]
+    assert all(set(s) == {"text", "passage_id", "citation"} for s in rows[0]["segments"])
+    assert rows[0]["beams"]
+
+
+@pytest.mark.vllm
+def test_infer_with_the_vllm_backend(tiny_model_dir, popqa_file, tmp_path):
+    pytest.importorskip("vllm")
+    out = tmp_path / "vllm"
+    infer("model=custom", f"model.path={tiny_model_dir}", "prompt=selfrag", "backend=vllm", "backend.dtype=float32",
+          "+backend.engine_options.enforce_eager=true", f"data.path={popqa_file}", "decoding.mode=always",
+          "decoding.ndocs=2", "decoding.max_new_tokens=30", f"output_dir={out}")
+    rows = _rows(out)
+    assert [r["id"] for r in rows] == ["1", "2", "3"]
+    assert rows[0]["answer"] == "alice is a singer ."
+    assert rows[2]["retrieved"] is False  # no passages for this question: answered without retrieval
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["decoding.w_sup=-1"], "error: decoding.w_sup must be a number >= 0, got -1"),
+        (["decoding.mode=sometimes"], "error: decoding.mode must be one of adaptive, always, never"),
+        (["data.path=/nonexistent/x.jsonl"], "error: /nonexistent/x.jsonl: no such file"),
+    ],
+)
+def test_bad_settings_stop_with_one_clear_line(tiny_model_dir, tmp_path, overrides, message):
+    proc = infer("model=custom", f"model.path={tiny_model_dir}", f"output_dir={tmp_path / 'x'}", *overrides,
+                 check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_malformed_input_names_the_line(tiny_model_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1, "question": "ok"}\n{"id": 2, "question": \n')
+    proc = infer("model=custom", f"model.path={tiny_model_dir}", f"data.path={bad}", f"output_dir={tmp_path / 'o'}",
+                 check=False)
+    assert proc.returncode == 2 and f"error: {bad}:2: not valid JSON" in proc.stderr
+
+
+def test_model_without_reflection_tokens_is_refused(tmp_path, popqa_file):
+    from tests.helpers import build_tiny_selfrag_model
+
+    plain = build_tiny_selfrag_model(tmp_path / "plain", with_tokens=False)
+    proc = infer("model=custom", f"model.path={plain}", f"data.path={popqa_file}", f"output_dir={tmp_path / 'o'}",
+                 check=False)
+    assert proc.returncode == 2
+    assert "has no reflection tokens" in proc.stderr and "model.add_reflection_tokens=true" in proc.stderr
+
+
+def test_unknown_task_lists_the_choices(tiny_model_dir, tmp_path):
+    proc = infer("model=custom", f"model.path={tiny_model_dir}", "task=nq", f"output_dir={tmp_path / 'o'}",
+                 check=False)
+    assert proc.returncode != 0
+    assert "task/nq" in proc.stderr and "popqa" in proc.stderr
