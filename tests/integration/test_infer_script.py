@@ -130,3 +130,30 @@ def test_unknown_task_lists_the_choices(tiny_model_dir, tmp_path):
                  check=False)
     assert proc.returncode != 0
     assert "task/nq" in proc.stderr and "popqa" in proc.stderr
+
+
+def test_rerank_script_reweights_and_rethresholds_saved_predictions(tiny_model_dir, popqa_file, tmp_path):
+    out = tmp_path / "all-paths"
+    infer("model=custom", f"model.path={tiny_model_dir}", "prompt=selfrag", f"data.path={popqa_file}",
+          "decoding.mode=always", "decoding.score_all_paths=true", "decoding.ndocs=2", "decoding.max_new_tokens=30",
+          f"output_dir={out}")
+    saved = _rows(out)
+    assert all(any(c["passage_id"] is None for c in r["candidates"]) for r in saved)
+
+    def rerank(*overrides):
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        return subprocess.run([sys.executable, str(ROOT / "scripts" / "rerank.py"), *overrides], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    proc = rerank(f"predictions={out / 'predictions.jsonl'}", "decoding.threshold=1.0", f"output_dir={tmp_path / 'r'}")
+    assert proc.returncode == 0, proc.stderr
+    rows = _rows(tmp_path / "r")
+    assert [r["retrieved"] for r in rows] == [False, False, False]  # p_ret > 1.0 is impossible
+    assert "retrieval rate 0/3" in proc.stdout
+    proc = rerank(f"predictions={out / 'predictions.jsonl'}", "decoding.w_rel=0", "decoding.w_sup=0",
+                  "decoding.w_use=0", "decoding.use_seqscore=false", f"output_dir={tmp_path / 'w'}")
+    assert proc.returncode == 0, proc.stderr
+    for row in _rows(tmp_path / "w"):
+        assert all(c["scores"]["final"] == 0.0 for c in row["candidates"])
+    proc = rerank(f"predictions={out / 'predictions.jsonl'}", "decoding.w_use=-2", f"output_dir={tmp_path / 'x'}")
+    assert proc.returncode == 2 and "error: decoding.w_use must be a number >= 0" in proc.stderr

