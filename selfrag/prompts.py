@@ -8,11 +8,11 @@ follows the reference inference code (it differs between tasks; see `format_inst
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from selfrag import tokens as T
-from selfrag.types import Passage
+from selfrag.types import Candidate, Passage
 
 PROMPT_STYLES = ("selfrag", "chat")
 
@@ -66,6 +66,11 @@ def official_prompt(instruction: str, input_text: str = "") -> str:
 def passage_block(passage: Passage) -> str:
     """A retrieved passage as the generator sees it: `[Retrieval]<paragraph>{title}\\n{text}</paragraph>`."""
     return f"{T.RETRIEVAL}{T.PARAGRAPH_OPEN}{passage.title}\n{passage.text}{T.PARAGRAPH_CLOSE}"
+
+
+def response_text(segments: Iterable[Candidate]) -> str:
+    """The raw response with its tokens: each segment's passage block (or `[No Retrieval]`), then its text."""
+    return "".join((passage_block(c.passage) if c.passage else T.NO_RETRIEVAL) + c.text for c in segments)
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from selfrag import tokens as T
 from selfrag.decoding.critique import RewardWeights, score_candidate, should_retrieve
+from selfrag.prompts import response_text
 from selfrag.types import Beam, Candidate, Passage, Prediction, Query, Segment
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ class _Node:
 
     beam: Beam
     ids: tuple[int, ...]
-    raw: str
     p_retrieve: float | None = None
 
 
@@ -87,11 +86,10 @@ def attach_citations(segments: Sequence[Candidate]) -> tuple[tuple[Segment, ...]
 def long_form_search(decoder: SelfRAG, queries: Sequence[Query]) -> list[Prediction]:
     """Run segment-level beam search for every query, batching each depth across all queries and beams."""
     from selfrag.decoding.pipeline import Expansion
-    from selfrag.prompts import passage_block
 
     config = decoder.config
     weights = config.weights
-    frontier: list[list[_Node]] = [[_Node(Beam(), decoder.prompt_ids(q), "")] for q in queries]
+    frontier: list[list[_Node]] = [[_Node(Beam(), decoder.prompt_ids(q))] for q in queries]
     first_p_ret: list[float | None] = [None] * len(queries)
     for depth in range(config.max_depth):
         live = [(qi, node) for qi, nodes in enumerate(frontier) for node in nodes if not node.beam.finished]
@@ -114,11 +112,8 @@ def long_form_search(decoder: SelfRAG, queries: Sequence[Query]) -> list[Predict
         children: list[list[_Node]] = [[n for n in nodes if n.beam.finished] for nodes in frontier]
         for (qi, parent), item in zip(parents, decoder.expand(expansions, stop_at_retrieval=True)):
             candidate = item.candidate
-            opening = passage_block(candidate.passage) if candidate.passage else T.NO_RETRIEVAL
             beam = Beam(segments=parent.beam.segments + (candidate,), finished=candidate.finished)
-            children[qi].append(
-                _Node(beam, item.prefix + item.generated, parent.raw + opening + candidate.text, item.next_p_retrieve)
-            )
+            children[qi].append(_Node(beam, item.prefix + item.generated, item.next_p_retrieve))
         frontier = [prune(nodes, config.beam_width, weights) for nodes in children]
     predictions = []
     for qi, query in enumerate(queries):
@@ -129,7 +124,7 @@ def long_form_search(decoder: SelfRAG, queries: Sequence[Query]) -> list[Predict
             Prediction(
                 query=query,
                 answer=answer,
-                output=best.raw,
+                output=response_text(best.beam.segments),
                 retrieved=any(c.passage is not None for c in best.beam.segments),
                 p_retrieve=first_p_ret[qi],
                 candidates=best.beam.segments,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from selfrag import tokens as T
 from selfrag.models.reflection import reflection_token_ids
 
 
@@ -38,10 +37,6 @@ class TokenCodec:
         """Text of generated ids, reflection tokens kept, EOS/padding dropped."""
         return self.tokenizer.decode([i for i in ids if i not in self._drop], skip_special_tokens=False)
 
-    def is_token(self, token_id: int, token: str) -> bool:
-        """Whether `token_id` is the reflection token `token`."""
-        return self.ids[token] == token_id
-
     def first_position(self, ids: Sequence[int], group: Sequence[str]) -> int | None:
         """Index of the first id in `ids` that belongs to `group`, or None."""
         wanted = set(self.group(group))
@@ -50,5 +45,3 @@ class TokenCodec:
                 return index
         return None
 
-
-RETRIEVAL_TOKEN = T.RETRIEVAL

@@ -1,8 +1,9 @@
 """The Self-RAG decoder: adaptive retrieval, per-passage candidates with exact critique scores, and the choice.
 
-`SelfRAG.predict` batches all work across the queries it is given: one scoring call for every retrieval decision,
-one generation call for every candidate of every query, and one scoring call for all their critique positions.
-Long form hands the same operations to `selfrag.decoding.beam`.
+`SelfRAG.predict` batches all work across the queries it is given: one one-token scoring call for every first
+retrieval decision, then one generation call for every candidate of every query, which also yields all critique
+scores (the backend tracks the reflection tokens' log-probabilities at every position). Long form hands the same
+operations to `selfrag.decoding.beam`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from selfrag.decoding.critique import (
     sequence_score,
     should_retrieve,
 )
-from selfrag.prompts import PromptFormatter, passage_block
+from selfrag.prompts import PromptFormatter, passage_block, response_text
 from selfrag.retrieval.base import Retriever
 from selfrag.types import Candidate, Completion, Passage, Prediction, Query, ScoreRequest
 
@@ -47,11 +48,6 @@ class Expanded:
     generated: tuple[int, ...]
     #: p_ret where generation stopped on `[Retrieval]` (long form: the model asks for another segment), else None.
     next_p_retrieve: float | None
-
-    @property
-    def asked_retrieval(self) -> bool:
-        """Whether the continuation ended on `[Retrieval]`, i.e. the model wants another segment."""
-        return self.next_p_retrieve is not None
 
 
 def choose_short_form(
@@ -222,13 +218,11 @@ class SelfRAG:
             chosen, answer = choose_short_form(
                 candidates, retrieve=retrieved, weights=config.weights, options=query.options
             )
-            best = candidates[chosen]
-            output = (passage_block(best.passage) if best.passage else T.NO_RETRIEVAL) + best.text
             predictions.append(
                 Prediction(
                     query=query,
                     answer=answer,
-                    output=output,
+                    output=response_text([candidates[chosen]]),
                     retrieved=retrieved,
                     p_retrieve=p_ret[i],
                     candidates=candidates,

@@ -6,15 +6,13 @@ other reward weights (and, in short form, another retrieval mode or threshold) t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from selfrag import tokens as T
 from selfrag.decoding.beam import attach_citations, beam_score
 from selfrag.decoding.critique import RewardWeights, score_candidate, should_retrieve
 from selfrag.decoding.pipeline import choose_short_form
 from selfrag.io import InputError
-from selfrag.prompts import passage_block
+from selfrag.prompts import response_text
 from selfrag.types import Beam, Candidate, Passage, Prediction, Query
 
 
@@ -109,7 +107,7 @@ def rerank(
             best = max(beams, key=lambda b: beam_score(b, weights))  # first of equals: original order breaks ties
             segments, docs, answer = attach_citations(best.segments)
             prediction = Prediction(
-                query=query, answer=answer, output=_raw_output(best.segments), retrieved=row["retrieved"],
+                query=query, answer=answer, output=response_text(best.segments), retrieved=row["retrieved"],
                 p_retrieve=row["p_retrieve"], candidates=best.segments, segments=segments, docs=docs,
                 beams=tuple(sorted(beams, key=lambda b: -beam_score(b, weights))),
             )
@@ -131,19 +129,8 @@ def rerank(
         raise InputError(f"{where}: {err}; rerun infer with decoding.score_all_paths=true to re-threshold") from None
     best = candidates[chosen]
     prediction = Prediction(
-        query=query, answer=answer, output=_raw_output([best]), retrieved=retrieved, p_retrieve=row["p_retrieve"],
+        query=query, answer=answer, output=response_text([best]), retrieved=retrieved, p_retrieve=row["p_retrieve"],
         candidates=candidates,
     )
-    out = prediction_to_json(prediction, weights)
-    out["question"] = row["question"]
-    return out
-
-
-def _raw_output(segments: Sequence[Candidate]) -> str:
-    return "".join((passage_block(c.passage) if c.passage else T.NO_RETRIEVAL) + c.text for c in segments)
-
-
-def with_weights(rows: Sequence[dict[str, Any]], weights: RewardWeights, **kwargs: Any) -> list[dict[str, Any]]:
-    """`rerank` over many rows."""
-    return [rerank(row, weights, **kwargs) for row in rows]
+    return prediction_to_json(prediction, weights)
 
