@@ -51,12 +51,18 @@ def _check_resume(output_dir: Path, settings: dict[str, Any]) -> None:
 
 
 def _summary(rows: list[dict[str, Any]], seconds: float, decoded: int, examples: int) -> str:
+    """A readable account of a run: counts, rates, and a few answers (retrieved and not, when both occur)."""
     n = len(rows)
-    retrieved = sum(r["retrieved"] for r in rows)
+    retrieved = [r for r in rows if r["retrieved"]]
+    p_values = [r["p_retrieve"] for r in rows if r["p_retrieve"] is not None]
     lines = [f"{n} predictions ({decoded} decoded now in {seconds:.1f}s"
              + (f", {decoded / seconds:.2f} questions/s)" if decoded and seconds > 0 else ")"),
-             f"retrieval rate: {retrieved}/{n} = {retrieved / max(n, 1):.1%}"]
-    for row in rows[:examples]:
+             f"retrieval rate: {len(retrieved)}/{n} = {len(retrieved) / max(n, 1):.1%}"
+             + (f"; mean p_retrieve {sum(p_values) / len(p_values):.3f}" if p_values else ""),
+             f"empty answers: {sum(not r['answer'] for r in rows)}"]
+    shown = retrieved[: (examples + 1) // 2]
+    shown += [r for r in rows if r not in shown][: examples - len(shown)]
+    for row in sorted(shown, key=rows.index):
         best = max(row["candidates"], key=lambda c: c["scores"]["final"]) if row["candidates"] else None
         lines.append("")
         lines.append(f"Q [{row['id']}]: {row['question']}")

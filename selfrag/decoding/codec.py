@@ -19,7 +19,14 @@ class TokenCodec:
         self.tokenizer = tokenizer
         self.ids = reflection_token_ids(tokenizer, source=source)
         self.eos_token_id: int = tokenizer.eos_token_id
-        self._drop = {i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
+        reflection = set(self.ids.values())
+        #: Special tokens that end a response: EOS and every other non-reflection special token (a chat model's
+        #: turn markers, BOS, padding). A response never legitimately contains them, and an instruct base that
+        #: emits one has left its answer.
+        self.stop_ids: tuple[int, ...] = tuple(
+            sorted({i for i in (*tokenizer.all_special_ids, tokenizer.eos_token_id) if i is not None} - reflection)
+        )
+        self._drop = set(self.stop_ids)
 
     def group(self, group: Sequence[str]) -> tuple[int, ...]:
         """Token ids of a reflection group, in group order."""
@@ -34,7 +41,7 @@ class TokenCodec:
         return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Text of generated ids, reflection tokens kept, EOS/padding dropped."""
+        """Text of generated ids, reflection tokens kept, stop tokens (EOS, padding, turn markers) dropped."""
         return self.tokenizer.decode([i for i in ids if i not in self._drop], skip_special_tokens=False)
 
     def first_position(self, ids: Sequence[int], group: Sequence[str]) -> int | None:

@@ -142,7 +142,7 @@ class SelfRAG:
         completions = self.backend.generate(
             prompts,
             max_new_tokens=self.config.max_new_tokens,
-            stop_token_ids=(retrieval_id,) if stop_at_retrieval else (),
+            stop_token_ids=self.codec.stop_ids + ((retrieval_id,) if stop_at_retrieval else ()),
             track_token_ids=self._tracked_ids,
         )
         expanded = []
