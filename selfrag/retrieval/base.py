@@ -12,4 +12,6 @@ from selfrag.types import Passage
 class Retriever(Protocol):
     """Anything that returns the best `k` passages for each query string, best first, in input order."""
 
-    def batch_search(self, queries: Sequence[str], k: int) -> list[list[Passage]]: ...
+    def batch_search(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
+        """For each query, up to `k` passages with `score` set, best first; one list per query, in input order."""
+        ...
