@@ -24,11 +24,12 @@ from selfrag.decoding.records import prediction_to_json
 from selfrag.inputs import iter_queries
 from selfrag.io import InputError, append_jsonl, read_done_ids, read_jsonl, write_text_atomic
 from selfrag.models.loading import ModelSpec
+from selfrag.retrieval.factory import open_retriever
 
 log = logging.getLogger("infer")
 
 #: Settings that change predictions: a resumed run must match them.
-_RUN_KEYS = ("model", "backend.name", "prompt", "decoding", "task", "retriever", "data.path")
+_RUN_KEYS = ("model", "backend.name", "prompt", "decoding", "task", "retriever", "data.path", "corpus.path")
 
 
 def _run_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -82,8 +83,6 @@ def run(cfg: DictConfig) -> Path:
         decoding = DecodingConfig(**OmegaConf.to_container(cfg.decoding, resolve=True))
     except (TypeError, ValueError) as err:
         raise InputError(str(err)) from None
-    if cfg.retriever.name != "none":
-        raise InputError(f"retriever={cfg.retriever.name}: live retrievers are not available yet; use retriever=none")
     # Read and validate the whole input before any model loads: a bad line fails in a second.
     queries = list(iter_queries(cfg.data.path, cfg.task.name, limit=cfg.data.limit))
     if cfg.batch_size < 1:
@@ -96,12 +95,20 @@ def run(cfg: DictConfig) -> Path:
     started = time.perf_counter()
     if todo:
         backend = OmegaConf.to_container(cfg.backend, resolve=True)
+        retriever = None
+        if cfg.retriever.name != "none":
+            options = OmegaConf.to_container(cfg.retriever, resolve=True)
+            # Queries with static passages (`ctxs`) keep them; the live retriever serves the others, and only once
+            # the model has decided to retrieve (per segment in long form).
+            retriever = open_retriever(options.pop("name"), index_dir=options.pop("index_dir", None),
+                                       corpus_path=cfg.corpus.path, options=options)
         decoder = build_selfrag(
             ModelSpec(**OmegaConf.to_container(cfg.model, resolve=True)),
             backend=backend.pop("name"),
             backend_options=backend,
             prompt_style=cfg.prompt.style,
             decoding=decoding,
+            retriever=retriever,
         )
         try:
             with tqdm(total=len(todo), desc="decoding", unit="q") as bar:

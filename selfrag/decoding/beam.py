@@ -102,8 +102,12 @@ def long_form_search(decoder: SelfRAG, queries: Sequence[Query]) -> list[Predict
             for (qi, _), p in zip(live, p_ret):
                 first_p_ret[qi] = p
         decide = [should_retrieve(p, mode=config.mode, threshold=config.threshold) for p in p_ret]
-        contexts = [node.beam.segments[-1].answer if node.beam.segments else "" for _, node in live]
-        passages = decoder.find_passages([queries[qi] for qi, _ in live], contexts)
+        # Retrieve after deciding: only retrieving beams query the retriever (question + their previous segment).
+        retrieving = [j for j, d in enumerate(decide) if d]
+        passages: list[list[Passage]] = [[] for _ in live]
+        contexts = [live[j][1].beam.segments[-1].answer if live[j][1].beam.segments else "" for j in retrieving]
+        for j, found in zip(retrieving, decoder.find_passages([queries[live[j][0]] for j in retrieving], contexts)):
+            passages[j] = found
         expansions, parents = [], []
         for (qi, node), retrieve, found in zip(live, decide, passages):
             for passage in (found if retrieve and found else [None]):

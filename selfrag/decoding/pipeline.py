@@ -195,12 +195,15 @@ class SelfRAG:
         prompts = [self.prompt_ids(q) for q in queries]
         p_ret = self.retrieve_probabilities(prompts)
         decide = [should_retrieve(p, mode=config.mode, threshold=config.threshold) for p in p_ret]
-        want_passages = [d or config.score_all_paths for d in decide]
-        passages = self.find_passages(queries, [""] * len(queries))
+        # Retrieve after deciding: only queries that will use passages reach the retriever.
+        wanted = [i for i, d in enumerate(decide) if d or config.score_all_paths]
+        passages: list[list[Passage]] = [[] for _ in queries]
+        for i, found in zip(wanted, self.find_passages([queries[i] for i in wanted], [""] * len(wanted))):
+            passages[i] = found
         expansions: list[Expansion] = []
         owners: list[int] = []
         for i, prompt in enumerate(prompts):
-            found = passages[i] if want_passages[i] else []
+            found = passages[i]
             for passage in found:
                 expansions.append(Expansion(prompt, passage))
                 owners.append(i)

@@ -232,3 +232,19 @@ def test_citations_share_an_index_for_a_repeated_passage_and_keep_all_text():
     assert [s.citation for s in segments] == [1, 2, 1]
     assert docs == (ALPHA, BETA)
     assert answer == "One [1]! Two [2] Three [1]."
+
+
+def test_short_form_retrieves_only_for_queries_that_decided_to():
+    retriever = RecordingRetriever()
+    queries = [Query("a", "who is alice ?", "who is alice ?"), Query("b", "who is bob ?", "who is bob ?")]
+
+    def probs(prefix, group):
+        if group == T.RETRIEVE_GROUP:
+            return (0.9, 0.1) if "alice" in prefix else (0.05, 0.95)
+        return probs_fn()(prefix, group)
+
+    decoder, _ = make(DecodingConfig(ndocs=2), probs=probs, retriever=retriever)
+    alice, bob = decoder.predict(queries)
+    assert retriever.queries == ["who is alice ?"]
+    assert alice.retrieved and [c.passage.id for c in alice.candidates] == ["r1-0", "r1-1"]
+    assert not bob.retrieved and bob.answer == "no"

@@ -1,0 +1,117 @@
+"""Building and opening retrievers by name (`bm25`, `dense`, `hybrid`) from plain settings.
+
+Index layout: a `bm25` or `dense` index is one directory; a `hybrid` index is a directory holding `dense/` and
+`bm25/` sub-indexes over the same corpus plus its own `meta.json`. With no index directory given, `open_retriever`
+builds the index once into the cache (`~/.cache/selfrag/indexes/<kind>-<corpus fingerprint>-<settings hash>`), which
+is what lets `retriever=bm25` answer a few seconds after a fresh start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from selfrag.io import InputError
+from selfrag.models.packaged import cache_root
+from selfrag.retrieval.base import Retriever
+from selfrag.retrieval.corpus import corpus_fingerprint, iter_corpus
+from selfrag.retrieval.store import read_meta, write_meta
+
+log = logging.getLogger(__name__)
+
+RETRIEVERS = ("bm25", "dense", "hybrid")
+
+
+def _encoder(options: dict[str, Any]) -> Any:
+    from selfrag.retrieval.encoders import make_encoder
+
+    settings = dict(options.get("encoder") or {})
+    return make_encoder(settings.pop("kind", "sentence_transformers"), settings.pop("path", None), **settings)
+
+
+def build_index(kind: str, corpus_path: str | Path, index_dir: str | Path, options: dict[str, Any]) -> Path:
+    """Build a `kind` index of the corpus into `index_dir` (see conf/retriever/*.yaml for `options`)."""
+    index_dir = Path(index_dir)
+    corpus_path = Path(corpus_path).resolve()
+    next(iter_corpus(corpus_path), None)  # fail fast on a missing or unreadable corpus, before any model loads
+    if kind == "bm25":
+        from selfrag.retrieval.bm25 import build_bm25_index
+
+        build_bm25_index(corpus_path, index_dir, **(options.get("bm25") or {}))
+    elif kind == "dense":
+        from selfrag.retrieval.dense import build_dense_index
+
+        build_dense_index(corpus_path, index_dir, _encoder(options), **(options.get("index") or {}))
+    elif kind == "hybrid":
+        build_index("dense", corpus_path, index_dir / "dense", options["dense"])
+        build_index("bm25", corpus_path, index_dir / "bm25", options["bm25"])
+        write_meta(index_dir, {"kind": "hybrid", "corpus_path": str(corpus_path),
+                               "corpus_fingerprint": corpus_fingerprint(corpus_path),
+                               "passages": read_meta(index_dir / "bm25")["passages"], "parts": ["dense", "bm25"]})
+    else:
+        raise InputError(f"retriever must be one of {', '.join(RETRIEVERS)}, got {kind!r}")
+    return index_dir
+
+
+def _settings_hash(options: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def cached_index_dir(kind: str, corpus_path: str | Path, options: dict[str, Any]) -> Path:
+    """Where `open_retriever` keeps an index it built itself for this corpus and these settings."""
+    build_options = {k: v for k, v in options.items() if k not in ("k", "cache", "nprobe", "use_gpu", "fusion",
+                                                                     "rrf_k", "weights", "candidates")}
+    name = f"{kind}-{corpus_fingerprint(corpus_path)}-{_settings_hash(build_options)}"
+    return cache_root() / "indexes" / name
+
+
+def open_retriever(
+    kind: str,
+    *,
+    index_dir: str | Path | None,
+    corpus_path: str | Path | None,
+    options: dict[str, Any],
+) -> Retriever:
+    """Open (building once into the cache if `index_dir` is None) a retriever of `kind`, cached per query if asked.
+
+    Raises:
+        InputError: unknown kind, no index and no corpus, or an index of another kind / encoder.
+    """
+    if kind not in RETRIEVERS:
+        raise InputError(f"retriever must be one of {', '.join(RETRIEVERS)} (or none), got {kind!r}")
+    if index_dir is None:
+        if corpus_path is None:
+            raise InputError(f"retriever={kind} needs retriever.index_dir=DIR (or corpus.path to build one)")
+        index_dir = cached_index_dir(kind, corpus_path, options)
+        if not (index_dir / "meta.json").is_file():
+            log.info("building a %s index of %s into %s (once)", kind, corpus_path, index_dir)
+            build_index(kind, corpus_path, index_dir, options)
+    index_dir = Path(index_dir)
+    retriever = _open(kind, index_dir, options)
+    if options.get("cache"):
+        from selfrag.retrieval.cache import CachedRetriever, RetrievalCache, index_fingerprint
+
+        retriever = CachedRetriever(retriever, RetrievalCache(index_dir / "retrieval_cache.sqlite"),
+                                    index_fingerprint(index_dir))
+    return retriever
+
+
+def _open(kind: str, index_dir: Path, options: dict[str, Any]) -> Retriever:
+    read_meta(index_dir, kind=kind)
+    if kind == "bm25":
+        from selfrag.retrieval.bm25 import BM25Retriever
+
+        return BM25Retriever.from_dir(index_dir)
+    if kind == "dense":
+        from selfrag.retrieval.dense import DenseRetriever
+
+        search = {key: options[key] for key in ("nprobe", "use_gpu") if options.get(key) is not None}
+        return DenseRetriever.from_dir(index_dir, _encoder(options), **search)
+    from selfrag.retrieval.hybrid import HybridRetriever
+
+    parts = [_open("dense", index_dir / "dense", options["dense"]), _open("bm25", index_dir / "bm25", options["bm25"])]
+    return HybridRetriever(parts, fusion=options.get("fusion", "rrf"), rrf_k=options.get("rrf_k", 60),
+                           weights=options.get("weights"), candidates=options.get("candidates"))
