@@ -1,0 +1,65 @@
+"""Answer recall@k of a retriever on a question file with gold answers; writes `output_dir/recall.json`.
+
+    python scripts/eval_retrieval.py retriever=hybrid data.path=../shared/data/popqa/popqa_longtail_dev.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from selfrag.io import InputError, iter_jsonl, write_text_atomic
+from selfrag.retrieval.evaluation import answer_recall
+from selfrag.retrieval.factory import open_retriever
+
+
+def run(cfg: DictConfig) -> dict:
+    """Retrieve max(ks) passages per question, score recall@k, write and return the metrics."""
+    options = OmegaConf.to_container(cfg.retriever, resolve=True)
+    kind = options.pop("name")
+    if kind == "none":
+        raise InputError("retriever=none retrieves nothing; choose bm25, dense or hybrid")
+    questions, answers = [], []
+    for line_no, row in iter_jsonl(cfg.data.path):
+        if cfg.data.limit is not None and len(questions) >= cfg.data.limit:
+            break
+        golds = row.get(cfg.data.answers_field)
+        if not isinstance(row.get("question"), str) or not isinstance(golds, list):
+            raise InputError(f"{cfg.data.path}:{line_no}: needs `question` and a `{cfg.data.answers_field}` list")
+        questions.append(row["question"])
+        answers.append([str(a) for a in golds])
+    retriever = open_retriever(kind, index_dir=options.pop("index_dir", None), corpus_path=cfg.corpus.path,
+                               options={**options, "cache": False})
+    k = max(cfg.ks)
+    ranked = []
+    started = time.perf_counter()
+    for start in tqdm(range(0, len(questions), cfg.batch_size), desc=f"retrieving ({kind})", unit="batch"):
+        ranked.extend(retriever.batch_search(questions[start : start + cfg.batch_size], k))
+    seconds = time.perf_counter() - started
+    recall = answer_recall(ranked, answers, list(cfg.ks))
+    metrics = {"retriever": kind, "data": str(cfg.data.path), "corpus": str(cfg.corpus.path), "n": len(questions),
+               **{f"recall@{k}": round(v, 4) for k, v in recall.items()},
+               "seconds": round(seconds, 2), "queries_per_second": round(len(questions) / max(seconds, 1e-9), 1)}
+    write_text_atomic(Path(cfg.output_dir) / "recall.json", json.dumps(metrics, indent=2) + "\n")
+    print(" | ".join(f"{key}: {value}" for key, value in metrics.items() if key not in ("data", "corpus")))
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval_retrieval")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point: one clear line for bad input."""
+    try:
+        run(cfg)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
