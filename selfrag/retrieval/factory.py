@@ -94,8 +94,11 @@ def open_retriever(
     if options.get("cache"):
         from selfrag.retrieval.cache import CachedRetriever, RetrievalCache, index_fingerprint
 
+        # Search settings (fusion, rrf_k, nprobe, encoder, ...) are part of the key: changing them must not reuse
+        # results cached under other settings.
+        settings = {key: value for key, value in options.items() if key not in ("cache", "k")}
         retriever = CachedRetriever(retriever, RetrievalCache(index_dir / "retrieval_cache.sqlite"),
-                                    index_fingerprint(index_dir))
+                                    index_fingerprint(index_dir, settings))
     return retriever
 
 
