@@ -10,6 +10,11 @@ Parts:
   numpy brute force and against faiss Flat, recall@k against the exact top-k, and the peak resident memory the
   index added.
 
+- `corpus`: BM25, dense and hybrid over a real corpus (default: the embedded 18,415 Wikipedia passages) and a
+  question file (default: PopQA long-tail dev): index build time, queries/s (all questions, batched) and peak memory
+  (`corpus_retrievers`). The dense row reuses the embedding shards of an existing index (`--dense-index DIR`): it
+  times the faiss build and measures encoder throughput on a sample, from which the full encoding is estimated.
+
 Peak memory is the process's peak RSS during the part's build and search minus its RSS before (Linux: the peak is
 reset per phase through /proc/self/clear_refs; elsewhere `ru_maxrss`, a process-wide high-water mark whose deltas
 read 0 once an earlier phase went higher). Numpy and faiss use the threads they find (OPENBLAS / OMP settings as
@@ -17,6 +22,7 @@ the environment sets them).
 
     python benchmarks/retrieval_bench.py --part faiss --n 200000
     python benchmarks/retrieval_bench.py --part faiss --n 1000000 --json benchmarks/results/faiss_1m_cpu.json
+    python benchmarks/retrieval_bench.py --part corpus --dense-index outputs/indexes/hybrid/dense
 """
 
 from __future__ import annotations
