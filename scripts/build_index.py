@@ -5,12 +5,12 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from selfrag.cli import run_or_exit
 from selfrag.io import InputError
 from selfrag.retrieval.factory import build_index
 from selfrag.retrieval.store import read_meta
@@ -30,12 +30,8 @@ def run(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="build_index")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point: one clear line for bad input."""
-    try:
-        run(cfg)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    """Hydra entry point (bad input: one `error:` line, exit status 2)."""
+    run_or_exit(run, cfg)
 
 
 if __name__ == "__main__":

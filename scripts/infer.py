@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from selfrag.cli import run_or_exit
 from selfrag.decoding.config import DecodingConfig
 from selfrag.decoding.factory import build_selfrag
 from selfrag.decoding.records import prediction_to_json
@@ -129,12 +129,8 @@ def run(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="infer")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point: clear one-line errors for bad input instead of tracebacks."""
-    try:
-        run(cfg)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    """Hydra entry point (bad input: one `error:` line, exit status 2)."""
+    run_or_exit(run, cfg)
 
 
 if __name__ == "__main__":

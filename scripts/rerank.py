@@ -5,13 +5,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from selfrag.cli import run_or_exit
 from selfrag.decoding.critique import RewardWeights
 from selfrag.decoding.records import rerank
 from selfrag.io import InputError, iter_jsonl, write_jsonl_atomic
@@ -40,12 +40,8 @@ def run(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="rerank")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point: one clear line for bad input."""
-    try:
-        run(cfg)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    """Hydra entry point (bad input: one `error:` line, exit status 2)."""
+    run_or_exit(run, cfg)
 
 
 if __name__ == "__main__":

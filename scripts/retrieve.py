@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from selfrag.cli import run_or_exit
 from selfrag.inputs import query_from_row
 from selfrag.io import InputError, iter_jsonl, write_jsonl_atomic
 from selfrag.retrieval.factory import open_retriever
@@ -53,12 +53,8 @@ def run(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="retrieve")
 def main(cfg: DictConfig) -> None:
-    """Hydra entry point: one clear line for bad input."""
-    try:
-        run(cfg)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    """Hydra entry point (bad input: one `error:` line, exit status 2)."""
+    run_or_exit(run, cfg)
 
 
 if __name__ == "__main__":
