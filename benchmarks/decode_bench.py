@@ -128,15 +128,20 @@ def bench_hf(args, checkpoint, tokenizer, queries, config) -> dict:
     prompts = _candidate_prompts(decoder, queries, args.ndocs)
     model, pad = backend.model, backend.pad_token_id
 
-    def plain():
+    def raw_generate(**options):
+        """Plain batched `generate` over the candidate prompts (left-padded), in the given batch size."""
         for start in range(0, len(prompts), args.batch_size):
             batch = prompts[start : start + args.batch_size]
             width = max(len(p) for p in batch)
             ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in batch], device=backend.device)
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=backend.device)
             with torch.inference_mode():
-                model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=args.max_new_tokens,
-                               pad_token_id=pad)
+                yield model.generate(input_ids=ids, attention_mask=mask, do_sample=False, pad_token_id=pad,
+                                     max_new_tokens=args.max_new_tokens, **options)
+
+    def plain():
+        for _ in raw_generate():
+            pass
         if backend.device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -149,15 +154,7 @@ def bench_hf(args, checkpoint, tokenizer, queries, config) -> dict:
     if args.reference:
         # the reference way on transformers: full-vocabulary log-probs of every generated token moved to Python
         def reference():
-            for start in range(0, len(prompts), args.batch_size):
-                batch = prompts[start : start + args.batch_size]
-                width = max(len(p) for p in batch)
-                ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in batch], device=backend.device)
-                mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=backend.device)
-                with torch.inference_mode():
-                    out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, pad_token_id=pad,
-                                         max_new_tokens=args.max_new_tokens, output_logits=True,
-                                         return_dict_in_generate=True)
+            for out in raw_generate(output_logits=True, return_dict_in_generate=True):
                 for step in out.logits:
                     torch.log_softmax(step.float(), -1).cpu().tolist()
 
