@@ -79,12 +79,12 @@ def _build(
     corpus_path: str | Path,
     index_dir: str | Path,
     *,
-    k1: float,
-    b: float,
-    method: str,
-    stopwords: str | Sequence[str] | None,
-    stemmer: str | None,
     keep_passages: bool,
+    k1: float = 1.5,
+    b: float = 0.75,
+    method: str = "lucene",
+    stopwords: str | Sequence[str] | None = "en",
+    stemmer: str | None = None,
 ) -> tuple[Any, Any, list[Passage], dict[str, Any]]:
     """Index the corpus, save it into `index_dir` (meta.json last); return model, tokenizer, passages, meta."""
     bm25s = _bm25s()
@@ -211,20 +211,10 @@ class BM25Retriever:
         return cls(model, tokenizer, store, meta)
 
     @classmethod
-    def build(
-        cls,
-        corpus_path: str | Path,
-        index_dir: str | Path,
-        *,
-        k1: float = 1.5,
-        b: float = 0.75,
-        method: str = "lucene",
-        stopwords: str | Sequence[str] | None = "en",
-        stemmer: str | None = None,
-    ) -> BM25Retriever:
-        """Index a corpus into `index_dir` (as `build_bm25_index`) and return a retriever over the in-memory index."""
-        model, tokenizer, passages, meta = _build(corpus_path, index_dir, k1=k1, b=b, method=method,
-                                                  stopwords=stopwords, stemmer=stemmer, keep_passages=True)
+    def build(cls, corpus_path: str | Path, index_dir: str | Path, **params: Any) -> BM25Retriever:
+        """Index a corpus into `index_dir` (as `build_bm25_index`, same keyword `params`) and return a retriever
+        over the in-memory index."""
+        model, tokenizer, passages, meta = _build(corpus_path, index_dir, keep_passages=True, **params)
         return cls(model, tokenizer, passages, meta)
 
     def __len__(self) -> int:

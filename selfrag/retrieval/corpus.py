@@ -11,12 +11,11 @@ A malformed row stops with one error naming the file and line.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from selfrag.io import InputError
+from selfrag.io import InputError, iter_jsonl
 from selfrag.types import Passage
 
 _DPR_QUOTED = re.compile(r'^"((?:[^"]|"")*)"$', re.DOTALL)
@@ -45,21 +44,14 @@ def _iter_tsv(path: Path) -> Iterator[Passage]:
 
 
 def _iter_jsonl(path: Path) -> Iterator[Passage]:
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}:{line_no}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict) or "id" not in row or not ("text" in row or "contents" in row):
-                raise InputError(f"{path}:{line_no}: a passage needs `id` and `text` (or `contents`)")
-            if "text" in row:
-                yield Passage(id=str(row["id"]), title=str(row.get("title") or ""), text=str(row["text"]))
-            else:
-                title, _, text = str(row["contents"]).partition("\n")
-                yield Passage(id=str(row["id"]), title=title if text else "", text=text or title)
+    for line_no, row in iter_jsonl(path):
+        if "id" not in row or not ("text" in row or "contents" in row):
+            raise InputError(f"{path}:{line_no}: a passage needs `id` and `text` (or `contents`)")
+        if "text" in row:
+            yield Passage(id=str(row["id"]), title=str(row.get("title") or ""), text=str(row["text"]))
+        else:
+            title, _, text = str(row["contents"]).partition("\n")
+            yield Passage(id=str(row["id"]), title=title if text else "", text=text or title)
 
 
 def iter_corpus(path: str | Path) -> Iterator[Passage]:
