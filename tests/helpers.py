@@ -154,3 +154,25 @@ def tokenizer_with_reflection_tokens():
     tokenizer.add_special_tokens({"additional_special_tokens": list(T.REFLECTION_TOKENS)},
                                  replace_extra_special_tokens=False)
     return tokenizer
+
+
+def write_tsv_corpus(path, rows):
+    """Write (id, text, title) rows as a DPR-layout corpus (header row, tab-separated); return the path."""
+    path.write_text("id\ttext\ttitle\n" + "".join(f"{i}\t{text}\t{title}\n" for i, text, title in rows))
+    return path
+
+
+def run_script(name, *overrides, check=True):
+    """Run `scripts/<name>.py` with Hydra overrides as a user would (offline); fail with its output unless `check`
+    is False."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([sys.executable, str(root / "scripts" / f"{name}.py"), *overrides], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

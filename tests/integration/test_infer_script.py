@@ -1,23 +1,14 @@
 """`scripts/infer.py` as a user runs it: Hydra overrides, predictions.jsonl fields, resumption, clear errors."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import run_script
 
 
 def infer(*overrides, check=True):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "infer.py"), *overrides], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"infer failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return run_script("infer", *overrides, check=check)
 
 
 @pytest.fixture()
@@ -141,9 +132,7 @@ def test_rerank_script_reweights_and_rethresholds_saved_predictions(tiny_model_d
     assert all(any(c["passage_id"] is None for c in r["candidates"]) for r in saved)
 
     def rerank(*overrides):
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        return subprocess.run([sys.executable, str(ROOT / "scripts" / "rerank.py"), *overrides], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=300)
+        return run_script("rerank", *overrides, check=False)
 
     proc = rerank(f"predictions={out / 'predictions.jsonl'}", "decoding.threshold=1.0", f"output_dir={tmp_path / 'r'}")
     assert proc.returncode == 0, proc.stderr

@@ -1,23 +1,10 @@
 """build_index -> retrieve -> infer (static and live retrieval) and eval_retrieval, as a user runs them."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def script(name, *overrides, check=True):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{name}.py"), *overrides], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+from tests.helpers import run_script
 
 
 @pytest.fixture()
@@ -42,12 +29,12 @@ def questions(tmp_path):
 
 def test_build_retrieve_and_infer_with_bm25(tiny_model_dir, corpus, questions, tmp_path):
     index = tmp_path / "index"
-    proc = script("build_index", "retriever=bm25", f"corpus.path={corpus}", f"output_dir={index}")
+    proc = run_script("build_index", "retriever=bm25", f"corpus.path={corpus}", f"output_dir={index}")
     assert "bm25 index of 4 passages" in proc.stdout
     assert json.loads((index / "meta.json").read_text())["kind"] == "bm25"
 
     out = tmp_path / "retrieved"
-    script("retrieve", f"index_dir={index}", "retriever=bm25", f"data.path={questions}", "retriever.k=2",
+    run_script("retrieve", f"index_dir={index}", "retriever=bm25", f"data.path={questions}", "retriever.k=2",
            f"output_dir={out}")
     rows = [json.loads(line) for line in (out / "retrieved.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "c"] and rows[0]["answers"] == ["singer"]
@@ -57,9 +44,9 @@ def test_build_retrieve_and_infer_with_bm25(tiny_model_dir, corpus, questions, t
     common = ["model=custom", f"model.path={tiny_model_dir}", "prompt=selfrag", "decoding.mode=always",
               "decoding.ndocs=2", "decoding.max_new_tokens=30"]
     static = tmp_path / "static"
-    script("infer", *common, f"data.path={out / 'retrieved.jsonl'}", f"output_dir={static}")
+    run_script("infer", *common, f"data.path={out / 'retrieved.jsonl'}", f"output_dir={static}")
     live = tmp_path / "live"
-    script("infer", *common, f"data.path={questions}", "retriever=bm25", f"retriever.index_dir={index}",
+    run_script("infer", *common, f"data.path={questions}", "retriever=bm25", f"retriever.index_dir={index}",
            f"output_dir={live}")
     for run in (static, live):
         preds = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
@@ -67,7 +54,7 @@ def test_build_retrieve_and_infer_with_bm25(tiny_model_dir, corpus, questions, t
         assert preds[0]["answer"] == "alice is a singer ."
 
     recall = tmp_path / "recall"
-    proc = script("eval_retrieval", "retriever=bm25", f"retriever.index_dir={index}", f"data.path={questions}",
+    proc = run_script("eval_retrieval", "retriever=bm25", f"retriever.index_dir={index}", f"data.path={questions}",
                   "ks=[1,2]", f"output_dir={recall}")
     metrics = json.loads((recall / "recall.json").read_text())
     assert metrics["recall@1"] == 1.0 and metrics["n"] == 2
@@ -75,11 +62,12 @@ def test_build_retrieve_and_infer_with_bm25(tiny_model_dir, corpus, questions, t
 
 def test_index_kind_mismatch_and_bad_corpus_are_clear(corpus, questions, tmp_path):
     index = tmp_path / "index"
-    script("build_index", "retriever=bm25", f"corpus.path={corpus}", f"output_dir={index}")
-    proc = script("retrieve", f"index_dir={index}", "retriever=dense", f"data.path={questions}",
+    run_script("build_index", "retriever=bm25", f"corpus.path={corpus}", f"output_dir={index}")
+    proc = run_script("retrieve", f"index_dir={index}", "retriever=dense", f"data.path={questions}",
                   f"output_dir={tmp_path / 'o'}", check=False)
     assert proc.returncode == 2 and "a 'bm25' index, but retriever=dense was asked for" in proc.stderr
     bad = tmp_path / "bad.tsv"
     bad.write_text("id\ttext\ttitle\np1\tonly two\n")
-    proc = script("build_index", "retriever=bm25", f"corpus.path={bad}", f"output_dir={tmp_path / 'b'}", check=False)
+    proc = run_script("build_index", "retriever=bm25", f"corpus.path={bad}", f"output_dir={tmp_path / 'b'}",
+                      check=False)
     assert proc.returncode == 2 and f"error: {bad}:2: expected 3 tab-separated fields" in proc.stderr

@@ -9,6 +9,7 @@ from selfrag.retrieval.cache import CachedRetriever, RetrievalCache, index_finge
 from selfrag.retrieval.hybrid import HybridRetriever, Reranker
 from selfrag.retrieval.store import read_meta, write_meta
 from selfrag.types import Passage
+from tests.helpers import write_tsv_corpus
 
 CORPUS = [
     ("1", "The quick brown fox jumps over the lazy dog near the river.", "Fox"),
@@ -24,8 +25,7 @@ QUERIES = ["where does the dog from zanzibar live", "lazy dog", "green plants an
 
 
 def write_corpus(path, rows=CORPUS):
-    path.write_text("id\ttext\ttitle\n" + "".join(f"{i}\t{text}\t{title}\n" for i, text, title in rows))
-    return path
+    return write_tsv_corpus(path, rows)
 
 
 @pytest.fixture

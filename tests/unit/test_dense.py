@@ -16,6 +16,7 @@ from selfrag.retrieval.encoders import (
     passage_text,
 )
 from selfrag.retrieval.store import read_meta
+from tests.helpers import write_tsv_corpus
 
 faiss = pytest.importorskip("faiss")
 
@@ -73,8 +74,7 @@ class RandomEncoder:
 
 
 def write_corpus(path, rows=CORPUS):
-    path.write_text("id\ttext\ttitle\n" + "".join(f"{i}\t{text}\t{title}\n" for i, text, title in rows))
-    return path
+    return write_tsv_corpus(path, rows)
 
 
 @pytest.fixture
