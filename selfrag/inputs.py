@@ -21,11 +21,11 @@ _QUESTION_FIELDS: dict[str, tuple[str, ...]] = {
     "bio": ("input", "question", "topic"),
 }
 _DEFAULT_FIELDS = ("question", "input", "instruction")
-_NUMERIC_LABELS = {"1": "A", "2": "B", "3": "C", "4": "D", "5": "E"}
+NUMERIC_LABELS = {"1": "A", "2": "B", "3": "C", "4": "D", "5": "E"}
 TRUE_FALSE = ("true", "false")
 
 
-def _passages(row: dict[str, Any], where: str, row_id: str) -> tuple[Passage, ...]:
+def passages_from_row(row: dict[str, Any], where: str, row_id: str) -> tuple[Passage, ...]:
     raw = row.get("ctxs", row.get("docs")) or []
     if not isinstance(raw, list):
         raise InputError(f"{where}: `ctxs` must be a list of {{title, text}} objects")
@@ -57,7 +57,7 @@ def query_from_row(row: dict[str, Any], task: str, *, where: str, default_id: st
         choices = row.get("choices")
         if not isinstance(choices, dict) or not choices.get("text") or not choices.get("label"):
             raise InputError(f"{where}: task=arc_challenge needs `choices` with `text` and `label` lists")
-        labels = [_NUMERIC_LABELS.get(str(label), str(label)) for label in choices["label"]]
+        labels = [NUMERIC_LABELS.get(str(label), str(label)) for label in choices["label"]]
         instruction = format_instruction(task, question, list(zip(labels, choices["text"])))
         options = tuple(labels)
     elif task == "bio" and "input" not in row and row.get("topic"):
@@ -67,7 +67,11 @@ def query_from_row(row: dict[str, Any], task: str, *, where: str, default_id: st
     if task == "pubhealth":
         options = TRUE_FALSE
     return Query(
-        id=row_id, question=question, instruction=instruction, passages=_passages(row, where, row_id), options=options
+        id=row_id,
+        question=question,
+        instruction=instruction,
+        passages=passages_from_row(row, where, row_id),
+        options=options,
     )
 
 

@@ -1,0 +1,130 @@
+"""Seed examples for labelling and annotation, read from the shared data formats.
+
+One `SeedExample` per row: the instruction, the output a generator should learn to write, gold answers where the
+data has them (for the answer-grounded teacher), the question's subject where known, and passages given with the row.
+Formats are recognised by their fields:
+
+- `question, answers[, s_wiki_title, ctxs]` (PopQA, TriviaQA, HotpotQA): instruction = the question, output =
+  `answers[0]`, answers = `answers`, subject = `s_wiki_title`, passages = `ctxs`;
+- `question, golden_answers` (FlashRAG NQ): the same with `golden_answers`;
+- `question, choices, answerKey` (ARC): instruction = the ARC task instruction with its options, output =
+  `"{letter}: {option text}"`, answers = (option text,);
+- `instruction, output[, input]` (released Self-RAG rows, any instruction data): output with reflection tokens and
+  passages stripped; no answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from selfrag.inputs import NUMERIC_LABELS, passages_from_row
+from selfrag.io import InputError, iter_jsonl
+from selfrag.prompts import format_instruction
+from selfrag.tokens import strip_reflection
+from selfrag.types import Passage
+
+
+@dataclass(frozen=True)
+class SeedExample:
+    """One instruction/output pair to label or annotate.
+
+    Attributes:
+        id: `{dataset}-{row id}` (row id = the row's `id`, else its line number), unique across sources.
+        dataset: the source's name (the `dataset_name` written to generator data).
+        instruction: the instruction slot of the prompt.
+        output: the target response, plain text (no reflection tokens).
+        answers: gold answers (empty when the source has none).
+        subject: the entity asked about, when the source names it (PopQA `s_wiki_title`).
+        passages: passages that came with the row (`ctxs`), best first.
+    """
+
+    id: str
+    dataset: str
+    instruction: str
+    output: str
+    answers: tuple[str, ...] = ()
+    subject: str = ""
+    passages: tuple[Passage, ...] = ()
+
+
+def _answers(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):  # some official files store the list as a JSON string
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = [value]
+    if not isinstance(value, list) or not all(isinstance(a, str | int | float) for a in value):
+        raise InputError(f"{where}: answers must be a list of strings")
+    answers = tuple(str(a).strip() for a in value if str(a).strip())
+    if not answers:
+        raise InputError(f"{where}: the answer list is empty; drop the row or give at least one answer")
+    return answers
+
+
+def seed_from_row(row: dict[str, Any], dataset: str, *, where: str, default_id: str) -> SeedExample:
+    """Turn one row of a supported format into a SeedExample (see the module table)."""
+    row_id = f"{dataset}-{row.get('id', default_id)}"
+    if "instruction" in row and "output" in row:
+        instruction = str(row["instruction"])
+        if row.get("input"):
+            instruction = f"{instruction}\n\n{row['input']}"
+        return SeedExample(row_id, dataset, instruction, strip_reflection(str(row["output"])))
+    if "question" not in row:
+        raise InputError(f"{where}: unknown row format; expected `question` (QA/ARC) or `instruction` and `output`")
+    question = str(row["question"]).strip()
+    if "choices" in row and "answerKey" in row:
+        choices = row["choices"]
+        try:
+            labels = [NUMERIC_LABELS.get(str(lab), str(lab)) for lab in choices["label"]]
+            options = list(zip(labels, [str(t) for t in choices["text"]], strict=True))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{where}: `choices` must be {{text: [...], label: [...]}} of equal length") from None
+        key = NUMERIC_LABELS.get(str(row["answerKey"]), str(row["answerKey"]))
+        text = dict(options).get(key)
+        if text is None:
+            raise InputError(f"{where}: answerKey {row['answerKey']!r} is not one of the labels {labels}")
+        instruction = format_instruction("arc_challenge", question, options)
+        # The answer is checked by its text (a bare letter would "occur" in any passage with a "c" in it); the output
+        # gives both, as the ARC scorer accepts "C: text".
+        return SeedExample(row_id, dataset, instruction, f"{key}: {text}", answers=(text,))
+    if "answers" in row:
+        answers = _answers(row["answers"], where)
+    elif "golden_answers" in row:
+        answers = _answers(row["golden_answers"], where)
+    else:
+        raise InputError(f"{where}: a question row needs `answers` or `golden_answers`")
+    passages = passages_from_row(row, where, row_id)
+    return SeedExample(
+        row_id, dataset, question, answers[0], answers=answers, subject=str(row.get("s_wiki_title") or ""),
+        passages=passages,
+    )
+
+
+def read_seeds(path: str | os.PathLike[str], dataset: str | None = None, *, limit: int | None = None
+               ) -> Iterator[SeedExample]:
+    """Yield the SeedExamples of a jsonl file (`dataset` defaults to the file's stem); at most `limit` of them."""
+    dataset = dataset or Path(path).stem
+    for count, (line_no, row) in enumerate(iter_jsonl(path)):
+        if limit is not None and count >= limit:
+            return
+        yield seed_from_row(row, dataset, where=f"{path}:{line_no}", default_id=str(line_no))
+
+
+def read_source_list(sources: Sequence[dict[str, Any]]) -> list[SeedExample]:
+    """All seeds of a list of `{path, dataset, limit}` entries (the `sources` config key), ids checked unique."""
+    seeds: list[SeedExample] = []
+    for j, source in enumerate(sources):
+        if "path" not in source:
+            raise InputError(f"sources[{j}] needs a `path` (and optionally dataset, limit)")
+        seeds += read_seeds(source["path"], source.get("dataset"), limit=source.get("limit"))
+    seen: set[str] = set()
+    for seed in seeds:
+        if seed.id in seen:
+            raise InputError(f"seed id {seed.id!r} occurs twice; give each source a distinct `dataset` name")
+        seen.add(seed.id)
+    return seeds

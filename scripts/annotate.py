@@ -1,0 +1,59 @@
+"""Offline annotation: a trained critic and a retriever turn instruction data into Self-RAG generator data.
+
+    python scripts/annotate.py critic.adapter=artifacts/critic-smollm2-135m [sources=...] [k=3] output_dir=DIR
+
+Writes `train.jsonl` in the released format `{instruction, input, output, id, dataset_name}` (resumable: a re-run
+skips ids already written), `stats.json` / `stats.md` (counts of every reflection token, retrieval rate, passages per
+example) and `critic_calls.json`. The steps and passage-choice rules are documented in `critic/annotate.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from critic.annotate import Annotator, PassageRules, annotate_file
+from critic.critic_model import open_critic
+from critic.released import token_statistics
+from critic.sources import read_source_list
+from selfrag.cli import run_or_exit
+from selfrag.io import read_jsonl, write_text_atomic
+from selfrag.models.loading import ModelSpec
+from selfrag.retrieval.factory import open_retriever
+
+
+def run(cfg: DictConfig) -> Path:
+    output_dir = Path(cfg.output_dir)
+    seeds = read_source_list(OmegaConf.to_container(cfg.sources, resolve=True))
+    search = None
+    if not cfg.use_ctxs:
+        options = OmegaConf.to_container(cfg.retriever, resolve=True)
+        kind = options.pop("name")
+        index_dir = options.pop("index_dir", None)
+        search = open_retriever(kind, index_dir=index_dir, corpus_path=cfg.corpus.path, options=options).batch_search
+    backend = OmegaConf.to_container(cfg.backend, resolve=True)
+    critic = open_critic(ModelSpec(**OmegaConf.to_container(cfg.critic, resolve=True)), backend.pop("name"), backend)
+    annotator = Annotator(critic, search, k=cfg.k, rules=PassageRules(tuple(cfg.passage_order)),
+                          min_segment_chars=cfg.min_segment_chars)
+    out = output_dir / "train.jsonl"
+    stats = annotate_file(seeds, annotator, out, batch_size=cfg.batch_size)
+    token_stats = token_statistics(read_jsonl(out))
+    write_text_atomic(output_dir / "stats.json", json.dumps(token_stats.as_json(), indent=2) + "\n")
+    write_text_atomic(output_dir / "stats.md", "# Generator data statistics\n\n" + token_stats.as_markdown() + "\n")
+    write_text_atomic(output_dir / "critic_calls.json", json.dumps(stats.critic_calls, indent=2) + "\n")
+    print(token_stats.as_markdown())
+    print(f"annotated {stats.seeds} new rows ({stats.skipped_done} already done): {out}")
+    return out
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="annotate")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point (bad input: one `error:` line, exit status 2)."""
+    run_or_exit(run, cfg)
+
+
+if __name__ == "__main__":
+    main()
