@@ -105,23 +105,27 @@ def seed_from_row(row: dict[str, Any], dataset: str, *, where: str, default_id: 
     )
 
 
-def read_seeds(path: str | os.PathLike[str], dataset: str | None = None, *, limit: int | None = None
-               ) -> Iterator[SeedExample]:
-    """Yield the SeedExamples of a jsonl file (`dataset` defaults to the file's stem); at most `limit` of them."""
+def read_seeds(path: str | os.PathLike[str], dataset: str | None = None, *, limit: int | None = None,
+               offset: int = 0) -> Iterator[SeedExample]:
+    """Yield the SeedExamples of a jsonl file (`dataset` defaults to the file's stem): rows `offset` onwards, at most
+    `limit` of them (so two jobs can take disjoint slices of one file)."""
     dataset = dataset or Path(path).stem
     for count, (line_no, row) in enumerate(iter_jsonl(path)):
-        if limit is not None and count >= limit:
+        if count < offset:
+            continue
+        if limit is not None and count >= offset + limit:
             return
         yield seed_from_row(row, dataset, where=f"{path}:{line_no}", default_id=str(line_no))
 
 
 def read_source_list(sources: Sequence[dict[str, Any]]) -> list[SeedExample]:
-    """All seeds of a list of `{path, dataset, limit}` entries (the `sources` config key), ids checked unique."""
+    """All seeds of a list of `{path, dataset, limit, offset}` entries (the `sources` key); ids checked unique."""
     seeds: list[SeedExample] = []
     for j, source in enumerate(sources):
         if "path" not in source:
             raise InputError(f"sources[{j}] needs a `path` (and optionally dataset, limit)")
-        seeds += read_seeds(source["path"], source.get("dataset"), limit=source.get("limit"))
+        seeds += read_seeds(source["path"], source.get("dataset"), limit=source.get("limit"),
+                            offset=source.get("offset") or 0)
     seen: set[str] = set()
     for seed in seeds:
         if seed.id in seen:

@@ -91,16 +91,17 @@ def test_annotator_writes_the_exact_released_format():
         return [passages[q][:k] for q in queries]
 
     seeds = [
-        SeedExample("a", "qa", "Who is Alice?", "Alice is a famous singer from Paris. She recorded three albums in 1999."),
+        SeedExample("a", "qa", "Who is Alice?",
+                    "Alice is a famous singer from Paris. She recorded three albums in 1999."),
         SeedExample("b", "qa", "Write a poem.", "Roses are red."),
     ]
     rows = Annotator(KeywordCritic(), search, k=3).annotate(seeds)
     assert rows[0] == {
         "instruction": "Who is Alice?",
         "input": "",
-        "output": "[Retrieval]<paragraph>T2\nrelevant and full</paragraph>[Relevant]Alice is a famous singer from Paris."
-        "[Fully supported] [Retrieval]<paragraph>T4\nrelevant partly</paragraph>[Relevant]She recorded three albums "
-        "in 1999.[Partially supported][Utility:5]",
+        "output": "[Retrieval]<paragraph>T2\nrelevant and full</paragraph>[Relevant]Alice is a famous singer from "
+        "Paris.[Fully supported] [Retrieval]<paragraph>T4\nrelevant partly</paragraph>[Relevant]She recorded "
+        "three albums in 1999.[Partially supported][Utility:5]",
         "id": "a",
         "dataset_name": "qa",
     }

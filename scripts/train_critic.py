@@ -1,0 +1,109 @@
+"""Critic training: fine-tune a causal LM on teacher labels, then measure it against the teacher on the dev split.
+
+    python scripts/train_critic.py data.train=DIR/critic_train.jsonl data.dev=DIR/critic_dev.jsonl \\
+        [finetune=lora|full] [export_dir=artifacts/critic-smollm2-135m] output_dir=OUT
+
+The critic answers with the label token itself (e.g. `[Relevant]`), so its prediction is read in one forward pass,
+constrained to the aspect's labels (`critic/critic_model.py`). Writes `OUT/final/` (the adapter or checkpoint),
+`OUT/critic_metrics.json` (per-aspect accuracy, kappa and confusion against the teacher) and `OUT/final/README.md` (the
+card). Resumable: a re-run with the same output_dir continues from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from critic.agreement import format_agreement
+from critic.critic_model import open_critic
+from critic.evaluation import confusion_markdown, evaluate_critic
+from selfrag.artifacts import command_line, write_card
+from selfrag.cli import run_or_exit
+from selfrag.io import read_jsonl, write_text_atomic
+from selfrag.models.loading import ModelSpec, resolve_checkpoint
+from selfrag.training.sft_data import load_sft_dataset, load_training_tokenizer
+from selfrag.training.trainer import TrainConfig, train
+
+
+def training_curve(history: list[dict[str, Any]]) -> str:
+    """A compact table of the logged training loss (at most ~12 rows) and eval losses."""
+    rows = [h for h in history if "loss" in h]
+    step = max(1, len(rows) // 12)
+    lines = ["| step | epoch | loss |", "|---:|---:|---:|"]
+    lines += [f"| {h['step']} | {h.get('epoch', 0):.2f} | {h['loss']:.4f} |" for h in rows[::step]]
+    evals = [h for h in history if "eval_loss" in h]
+    if evals:
+        lines += ["", "eval loss: " + ", ".join(f"step {h['step']}: {h['eval_loss']:.4f}" for h in evals)]
+    return "\n".join(lines)
+
+
+def run(cfg: DictConfig) -> Path:
+    started = time.perf_counter()
+    output_dir = Path(cfg.output_dir)
+    spec = ModelSpec(**OmegaConf.to_container(cfg.model, resolve=True))
+    base = resolve_checkpoint(spec)
+    config = TrainConfig(**OmegaConf.to_container(cfg.finetune, resolve=True))
+    tokenizer = load_training_tokenizer(base)
+    cache = output_dir / "data_cache"
+    train_data, train_stats = load_sft_dataset(cfg.data.train, tokenizer, max_length=config.max_length,
+                                               overflow=cfg.data.overflow, cache_dir=cache)
+    dev_rows = read_jsonl(cfg.data.dev) if cfg.data.dev else []
+    dev_data = None
+    if dev_rows:
+        dev_data, _ = load_sft_dataset(cfg.data.dev, tokenizer, max_length=config.max_length,
+                                       overflow=cfg.data.overflow, cache_dir=cache)
+    result = train(base, train_data, config, output_dir=output_dir, eval_dataset=dev_data)
+    metrics: dict[str, Any] = {"train_data": train_stats.to_dict(), "train": result.stats}
+    sections = {"Training": f"{json.dumps(asdict(config))}\n\n{training_curve(result.history)}"}
+    if dev_rows:
+        backend = OmegaConf.to_container(cfg.backend, resolve=True)
+        trained = ModelSpec(name="critic", path=spec.path, packaged=spec.packaged,
+                            add_reflection_tokens=spec.add_reflection_tokens, adapter=str(result.final_dir))
+        if config.finetune == "full":
+            trained = ModelSpec(name="critic", path=str(result.final_dir))
+        critic = open_critic(trained, backend.pop("name"), backend)
+        report = evaluate_critic(critic, dev_rows)
+        critic.backend.close()
+        metrics["dev"] = {aspect: asdict(result) for aspect, result in report.items()}
+        sections["Dev accuracy against the teacher"] = format_agreement(report)
+        sections["Confusion (dev)"] = confusion_markdown(report)
+        print(format_agreement(report))
+    metrics["seconds"] = time.perf_counter() - started
+    write_text_atomic(output_dir / "critic_metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(result.final_dir / "critic_metrics.json", json.dumps(metrics, indent=2) + "\n")
+    data_files = [cfg.data.train] + ([cfg.data.dev] if cfg.data.dev else [])
+    write_card(
+        result.final_dir,
+        title=f"Self-RAG critic ({config.finetune}) on {spec.name}",
+        summary="A critic that labels Retrieve / IsRel / IsSup / IsUse with the reflection-token strings, trained on "
+        "teacher labels by `scripts/train_critic.py`. Use it with `scripts/annotate.py critic.adapter=<this dir>`.",
+        base=f"{spec.name} ({spec.path or 'packaged: ' + str(spec.packaged)}), reflection tokens added",
+        data=data_files,
+        command=command_line(),
+        sections=sections,
+    )
+    if cfg.export_dir:
+        export = Path(cfg.export_dir)
+        if export.exists():
+            shutil.rmtree(export)
+        shutil.copytree(result.final_dir, export)
+        print(f"exported: {export}")
+    print(f"critic: {result.final_dir}")
+    return result.final_dir
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train_critic")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point (bad input: one `error:` line, exit status 2)."""
+    run_or_exit(run, cfg)
+
+
+if __name__ == "__main__":
+    main()

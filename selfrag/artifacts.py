@@ -1,0 +1,60 @@
+"""Artifact cards: the README written beside every trained model or dataset the project ships (DESIGN §5).
+
+A card states the base model, the data and its hash, the exact command that produced the artifact, and its metrics,
+so anyone can tell what an artifact is and rebuild it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from selfrag.io import write_text_atomic
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command that is running, as a user would retype it (script path relative to the working directory)."""
+    argv = list(sys.argv if argv is None else argv)
+    if argv:
+        script = Path(argv[0])
+        try:
+            argv[0] = str(script.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            pass
+    return "python " + " ".join(shlex.quote(a) for a in argv)
+
+
+def write_card(
+    directory: str | os.PathLike[str],
+    *,
+    title: str,
+    summary: str,
+    base: str,
+    data: Sequence[str | os.PathLike[str]],
+    command: str,
+    sections: dict[str, str],
+) -> Path:
+    """Write `directory/README.md`: title, summary, base, data files with sizes and sha256, command, then sections."""
+    lines = [f"# {title}", "", summary, "", f"- **Base model**: {base}"]
+    for path in data:
+        path = Path(path)
+        lines.append(f"- **Data**: `{path.name}` ({path.stat().st_size:,} bytes, sha256 `{file_sha256(path)}`)")
+    lines += ["", "## Command", "", "```bash", command, "```", ""]
+    for heading, body in sections.items():
+        lines += [f"## {heading}", "", body.rstrip(), ""]
+    card = Path(directory) / "README.md"
+    write_text_atomic(card, "\n".join(lines))
+    return card

@@ -1,0 +1,384 @@
+"""SFT examples with loss masks: released-format jsonl -> token ids + labels (+ per-token loss weights), cached.
+
+One example is the official prompt (`official_prompt(instruction, input)`) followed by the target `output` + EOS.
+Labels are -100 (ignored) on exactly the prompt tokens and on the *content* of every `<paragraph>...</paragraph>`
+span of the target: retrieved passages are inputs the model reads, not text it should learn to write. The markup
+tokens themselves, the sentences and reflection tokens between spans, and EOS stay supervised. This fixes two bugs of
+the reference trainer: its prompt mask stops one token short (the last prompt token is trained on), and with several
+passages it masks everything from the first `<paragraph>` to the last `</paragraph>` (issue #95).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from selfrag import tokens as T
+from selfrag.io import InputError, iter_jsonl
+from selfrag.prompts import official_prompt
+
+if TYPE_CHECKING:
+    import datasets
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+OVERFLOW_MODES = ("truncate", "drop")
+
+# Outcome of encoding one row; dropped rows carry empty sequences until they are filtered out.
+_KEPT, _TRUNCATED, _TOO_LONG, _UNSUPERVISED = "kept", "truncated", "too_long", "unsupervised"
+
+#: Bump when the encoding below changes, so cached datasets of an older encoding are not reused.
+_ENCODING_VERSION = 1
+
+
+@dataclass
+class SFTStats:
+    """What happened to the rows of an SFT dataset.
+
+    `kept` counts the rows in the dataset, truncated ones included (`truncated` of them were cut to `max_length`).
+    `supervised_tokens` / `total_tokens` are summed over the kept rows (labels != -100 / all positions).
+    """
+
+    rows: int = 0
+    kept: int = 0
+    truncated: int = 0
+    dropped_too_long: int = 0
+    dropped_unsupervised: int = 0
+    supervised_tokens: int = 0
+    total_tokens: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def load_training_tokenizer(base_model_dir: str | os.PathLike[str]) -> Any:
+    """The base's tokenizer with the 15 reflection tokens added (if missing) and a pad token set.
+
+    The tokens are added with the same call and in the same order as `selfrag.models.reflection.add_reflection_tokens`,
+    so the ids match those the trainer gives the model; tokenise training data with this tokenizer.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    new = [t for t in T.REFLECTION_TOKENS if t not in tokenizer.get_vocab()]
+    if new:
+        tokenizer.add_special_tokens({"additional_special_tokens": new}, replace_extra_special_tokens=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _special_ids(tokenizer: Any) -> tuple[int | None, int | None, frozenset[int]]:
+    """(<paragraph> id, </paragraph> id, ids of all reflection tokens the tokenizer has); None where absent."""
+    vocab = tokenizer.get_vocab()
+    reflection = frozenset(vocab[t] for t in T.REFLECTION_TOKENS if t in vocab)
+    return vocab.get(T.PARAGRAPH_OPEN), vocab.get(T.PARAGRAPH_CLOSE), reflection
+
+
+def _prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """The prompt's ids with the tokenizer's own BOS handling, but never a trailing EOS a post-processor may add."""
+    ids = list(tokenizer(prompt)["input_ids"])
+    eos = tokenizer.eos_token_id
+    if ids and ids[-1] == eos and not prompt.endswith(tokenizer.eos_token or "\0"):
+        ids.pop()
+    return ids
+
+
+def supervised_target_mask(target_ids: Sequence[int], open_id: int | None, close_id: int | None) -> list[bool]:
+    """For each target token, whether it is trained on: False inside every `<paragraph>...</paragraph>` span.
+
+    Each span is masked on its own, so text and tokens between spans stay supervised; the markup tokens themselves
+    stay supervised (the model must learn to emit `<paragraph>` after `[Retrieval]` and to continue after
+    `</paragraph>`). A span without its `</paragraph>` is masked to the end.
+    """
+    mask = []
+    inside = False
+    for token in target_ids:
+        if inside:
+            if token == close_id:
+                inside = False
+                mask.append(True)
+            else:
+                mask.append(False)
+        else:
+            mask.append(True)
+            if token == open_id:
+                inside = True
+    return mask
+
+
+def _encode(
+    tokenizer: Any,
+    instruction: str,
+    input_text: str,
+    output: str,
+    *,
+    max_length: int,
+    overflow: str,
+    reflection_weight: float | None,
+    special: tuple[int | None, int | None, frozenset[int]],
+) -> tuple[str, dict[str, list] | None]:
+    """Encode one row; return (outcome, example or None). See `tokenize_example` for the contract."""
+    open_id, close_id, reflection_ids = special
+    if open_id is None and T.PARAGRAPH_OPEN in output:
+        raise InputError(
+            f"an output contains {T.PARAGRAPH_OPEN} but the tokenizer has no reflection tokens, so passages cannot be "
+            "masked; tokenise with selfrag.training.sft_data.load_training_tokenizer(base_model_dir)"
+        )
+    if tokenizer.eos_token_id is None:
+        raise InputError("the tokenizer has no EOS token; set tokenizer.eos_token before building SFT data")
+    prompt = _prompt_ids(tokenizer, official_prompt(instruction, input_text))
+    # Tokenised apart from the prompt and concatenated, so the prompt/target boundary is exact by construction.
+    target = list(tokenizer(output, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+    supervised = supervised_target_mask(target, open_id, close_id)
+    if not any(supervised):
+        return _UNSUPERVISED, None
+    input_ids = prompt + target
+    labels = [IGNORE_INDEX] * len(prompt) + [t if keep else IGNORE_INDEX for t, keep in zip(target, supervised)]
+    outcome = _KEPT
+    if len(input_ids) > max_length:
+        if overflow == "drop":
+            return _TOO_LONG, None
+        input_ids, labels = input_ids[:max_length], labels[:max_length]
+        if all(label == IGNORE_INDEX for label in labels):
+            return _TOO_LONG, None
+        outcome = _TRUNCATED
+    example: dict[str, list] = {"input_ids": input_ids, "labels": labels}
+    if reflection_weight is not None:
+        example["loss_weights"] = [
+            0.0 if label == IGNORE_INDEX else (float(reflection_weight) if label in reflection_ids else 1.0)
+            for label in labels
+        ]
+    return outcome, example
+
+
+def tokenize_example(
+    tokenizer: Any,
+    instruction: str,
+    input_text: str,
+    output: str,
+    *,
+    max_length: int,
+    overflow: str = "truncate",
+    reflection_weight: float | None = None,
+) -> dict[str, list] | None:
+    """Token ids and labels of one SFT example, or None when it cannot be trained on.
+
+    Returns `{"input_ids", "labels"}` (plus `"loss_weights"` when `reflection_weight` is set: that weight at
+    supervised reflection-token positions, 1.0 at other supervised positions, 0.0 where the label is -100). Labels are
+    the token ids themselves (not shifted); -100 marks the prompt and the passage contents.
+
+    Returns None for a row with no supervised token, and for a row longer than `max_length` when
+    `overflow="drop"` or when truncating it (from the right) leaves nothing supervised.
+    """
+    if overflow not in OVERFLOW_MODES:
+        raise InputError(f"overflow={overflow!r}; choose one of {', '.join(OVERFLOW_MODES)}")
+    _, example = _encode(
+        tokenizer, instruction, input_text, output, max_length=max_length, overflow=overflow,
+        reflection_weight=reflection_weight, special=_special_ids(tokenizer),
+    )
+    return example
+
+
+def strip_reflection_example(row: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a released-format row whose `output` has no reflection tokens and no `<paragraph>` spans.
+
+    Used to build the "no reflection tokens" baseline: same instructions, same answers, plain text only.
+    """
+    return {**row, "output": T.strip_reflection(row["output"])}
+
+
+def _read_rows(paths: Sequence[Path], *, has_paragraph_token: bool) -> dict[str, list[str]]:
+    """instruction/input/output columns of all files, checking each row (errors name file:line and the key)."""
+    columns: dict[str, list[str]] = {"instruction": [], "input": [], "output": []}
+    for path in paths:
+        for line_no, row in iter_jsonl(path):
+            for key in ("instruction", "output"):
+                if key not in row:
+                    raise InputError(
+                        f"{path}:{line_no}: missing key {key!r}; SFT rows need instruction, output (and optionally "
+                        "input), as in the released Self-RAG training data"
+                    )
+            for key in ("instruction", "input", "output"):
+                value = row.get(key)
+                if value is not None and not isinstance(value, str):
+                    raise InputError(f"{path}:{line_no}: {key!r} must be a string, got {type(value).__name__}")
+            if not has_paragraph_token and T.PARAGRAPH_OPEN in row["output"]:
+                raise InputError(
+                    f"{path}:{line_no}: the output contains {T.PARAGRAPH_OPEN} but the tokenizer has no reflection "
+                    "tokens, so passages cannot be masked; tokenise with "
+                    "selfrag.training.sft_data.load_training_tokenizer(base_model_dir)"
+                )
+            columns["instruction"].append(row["instruction"])
+            columns["input"].append(row.get("input") or "")
+            columns["output"].append(row["output"])
+    return columns
+
+
+def _tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of everything about the tokenizer that changes token ids (vocab, added tokens, BOS/EOS handling)."""
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        digest.update(backend.to_str().encode())
+    else:  # a slow tokenizer: fall back to datasets' generic object hash
+        from datasets.fingerprint import Hasher
+
+        digest.update(Hasher.hash(tokenizer).encode())
+    digest.update(json.dumps([tokenizer.bos_token, tokenizer.eos_token, tokenizer.eos_token_id]).encode())
+    return digest.hexdigest()
+
+
+def _cache_key(paths: Sequence[Path], tokenizer: Any, settings: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0file\0")
+    digest.update(_tokenizer_fingerprint(tokenizer).encode())
+    digest.update(json.dumps({**settings, "version": _ENCODING_VERSION}, sort_keys=True).encode())
+    return digest.hexdigest()[:24]
+
+
+def _encode_batch(
+    batch: dict[str, list[str]], *, tokenizer: Any, max_length: int, overflow: str, reflection_weight: float | None
+) -> dict[str, list]:
+    """datasets.map worker: encode a batch; dropped rows keep their place (empty) so outcomes can be counted."""
+    special = _special_ids(tokenizer)
+    out: dict[str, list] = {
+        "input_ids": [], "labels": [], "status": [], "length": [], "n_supervised": [], "weight_sum": [],
+    }
+    if reflection_weight is not None:
+        out["loss_weights"] = []
+    for instruction, input_text, output in zip(batch["instruction"], batch["input"], batch["output"]):
+        status, example = _encode(
+            tokenizer, instruction, input_text, output, max_length=max_length, overflow=overflow,
+            reflection_weight=reflection_weight, special=special,
+        )
+        example = example or {"input_ids": [], "labels": [], "loss_weights": []}
+        # Position 0 is never predicted (labels are shifted in the loss), so counts start at 1.
+        supervised = [label != IGNORE_INDEX for label in example["labels"][1:]]
+        out["input_ids"].append(example["input_ids"])
+        out["labels"].append(example["labels"])
+        out["status"].append(status)
+        out["length"].append(len(example["input_ids"]))
+        out["n_supervised"].append(sum(supervised))
+        if reflection_weight is not None:
+            out["loss_weights"].append(example["loss_weights"])
+            out["weight_sum"].append(float(sum(example["loss_weights"][1:])))
+        else:
+            out["weight_sum"].append(float(sum(supervised)))
+    return out
+
+
+def load_sft_dataset(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    tokenizer: Any,
+    *,
+    max_length: int,
+    overflow: str = "truncate",
+    reflection_weight: float | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    num_proc: int = 1,
+) -> tuple[datasets.Dataset, SFTStats]:
+    """Read released-format jsonl files (`{instruction, input, output, ...}`) into a tokenised, masked dataset.
+
+    Columns: `input_ids`, `labels` (see `tokenize_example`), `loss_weights` (only with `reflection_weight`), and per
+    row `length`, `n_supervised` (predicted supervised positions) and `weight_sum` (their total loss weight), which
+    the trainer uses to group rows by length and to normalise the loss over a whole optimizer step. Rows that
+    `tokenize_example` rejects are dropped and counted in the returned `SFTStats`.
+
+    With `cache_dir`, the result is stored under a key of the files' contents, the tokenizer and these settings
+    (written to a temporary directory and renamed), and a later call with the same inputs loads it instead of
+    tokenising again.
+
+    Raises:
+        InputError: a file is missing or malformed, or a row lacks `instruction`/`output` (message names file:line).
+    """
+    try:
+        import datasets
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("SFT data needs the `datasets` package: pip install datasets") from err
+
+    if overflow not in OVERFLOW_MODES:
+        raise InputError(f"overflow={overflow!r}; choose one of {', '.join(OVERFLOW_MODES)}")
+    if max_length < 2:
+        raise InputError(f"max_length={max_length}: must be at least 2 (a prompt token and a target token)")
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise InputError("no SFT data files given; pass one or more jsonl paths")
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"{path}: no such file; check the training data path")
+
+    settings = {"max_length": max_length, "overflow": overflow, "reflection_weight": reflection_weight}
+    key = _cache_key(paths, tokenizer, settings)
+    target = Path(cache_dir) / f"sft-{key}" if cache_dir is not None else None
+    if target is not None and (target / "sft_stats.json").is_file():
+        log.info("loading tokenised SFT data from %s", target)
+        stats = SFTStats(**json.loads((target / "sft_stats.json").read_text()))
+        return datasets.load_from_disk(str(target)), stats
+
+    has_paragraph_token = _special_ids(tokenizer)[0] is not None
+    raw = datasets.Dataset.from_dict(_read_rows(paths, has_paragraph_token=has_paragraph_token))
+    features = {
+        "input_ids": datasets.Sequence(datasets.Value("int32")),
+        "labels": datasets.Sequence(datasets.Value("int32")),
+        "status": datasets.Value("string"),
+        "length": datasets.Value("int32"),
+        "n_supervised": datasets.Value("int32"),
+        "weight_sum": datasets.Value("float32"),
+    }
+    if reflection_weight is not None:
+        features["loss_weights"] = datasets.Sequence(datasets.Value("float32"))
+    encoded = raw.map(
+        _encode_batch,
+        batched=True,
+        batch_size=256,
+        remove_columns=raw.column_names,
+        features=datasets.Features(features),
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "overflow": overflow,
+                   "reflection_weight": reflection_weight},
+        num_proc=num_proc if num_proc > 1 else None,
+        # Our own key: datasets would otherwise try (slowly, sometimes in vain) to hash the tokenizer itself.
+        new_fingerprint=f"sft-encode-{key}",
+        desc="tokenising SFT data",
+    )
+    status = list(encoded["status"])
+    keep = [i for i, s in enumerate(status) if s in (_KEPT, _TRUNCATED)]
+    dataset = encoded.select(keep).remove_columns("status").flatten_indices()
+    stats = SFTStats(
+        rows=len(status),
+        kept=len(keep),
+        truncated=status.count(_TRUNCATED),
+        dropped_too_long=status.count(_TOO_LONG),
+        dropped_unsupervised=status.count(_UNSUPERVISED),
+        supervised_tokens=int(sum(dataset["n_supervised"])),
+        total_tokens=int(sum(dataset["length"])),
+    )
+    log.info("SFT data: %s", stats)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".sft-"))
+        try:
+            dataset.save_to_disk(str(tmp))
+            (tmp / "sft_stats.json").write_text(json.dumps(stats.to_dict(), indent=2))
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (target / "sft_stats.json").is_file():
+                raise
+        dataset = datasets.load_from_disk(str(target))
+    return dataset, stats

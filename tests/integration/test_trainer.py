@@ -1,0 +1,283 @@
+"""The SFT trainer on tiny Llamas: LoRA trains the token rows and nothing frozen, full FT learns, resume is exact,
+the supervised-positions loss equals the HF loss, and a merged adapter gives the peft model's logits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from selfrag import tokens as T
+from selfrag.models.adapters import merged_checkpoint
+from selfrag.models.loading import ModelSpec, resolve_checkpoint
+from selfrag.training import trainer as trainer_module
+from selfrag.training.sft_data import load_sft_dataset, load_training_tokenizer
+from selfrag.training.trainer import TrainConfig, plan_epoch, supervised_loss, train
+from tests.helpers import TRAINING_TEXTS, build_tiny_selfrag_model, build_tokenizer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny matrices: thread start-up costs more than it saves, and badly so when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _build_tied_base(directory):
+    """A tiny Llama whose LM head is tied to its input embedding, without reflection tokens."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(1)
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    """Plain bases (no reflection tokens): the helpers' untied tiny Llama and a tied one."""
+    root = tmp_path_factory.mktemp("bases")
+    return {
+        "untied": build_tiny_selfrag_model(root / "untied", with_tokens=False),
+        "tied": _build_tied_base(root / "tied"),
+    }
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    """Released-format rows from the helpers' Self-RAG texts (12 rows, 1-2 passages each)."""
+    rows = []
+    for copy in range(3):
+        for text in TRAINING_TEXTS:
+            prompt, response = text.split(" ### Response : ")
+            rows.append({"instruction": prompt.removeprefix("### Instruction : "), "input": "", "output": response,
+                         "id": f"{copy}-{len(rows)}"})
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _dataset(base, data_file, **kwargs):
+    dataset, _ = load_sft_dataset(data_file, load_training_tokenizer(base), max_length=96, **kwargs)
+    return dataset
+
+
+def _config(**overrides):
+    settings = dict(learning_rate=1e-2, warmup_ratio=0.0, batch_size=2, grad_accum=2, max_steps=1,
+                    save_every_steps=None, log_every_steps=1, precision="fp32", seed=0)
+    return TrainConfig(**{**settings, **overrides})
+
+
+def _base_with_tokens(base):
+    """The base as training starts from it: reflection tokens added (rows initialised from their descriptions)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selfrag.models.reflection import add_reflection_tokens
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    add_reflection_tokens(model, tokenizer)
+    return model.eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def lora_runs(bases, data_file, tmp_path_factory):
+    """One LoRA optimizer step over all 12 rows on each base."""
+    runs = {}
+    for kind, base in bases.items():
+        out = tmp_path_factory.mktemp(f"lora-{kind}")
+        config = _config(finetune="lora", save_every_steps=1, batch_size=4, grad_accum=3, max_steps=2)
+        runs[kind] = train(base, _dataset(base, data_file), config, output_dir=out, progress=False)
+    return runs
+
+
+@pytest.mark.parametrize("kind", ["untied", "tied"])
+def test_lora_step_trains_token_rows_and_leaves_base_frozen(kind, bases, lora_runs, data_file, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    result = lora_runs[kind]
+    before, tokenizer = _base_with_tokens(bases[kind])
+    ids = sorted(tokenizer.convert_tokens_to_ids(list(T.REFLECTION_TOKENS)))
+    merged = AutoModelForCausalLM.from_pretrained(merged_checkpoint(bases[kind], result.final_dir, tmp_path),
+                                                  dtype=torch.float32)
+    others = [i for i in range(len(tokenizer)) if i not in ids]
+    sides = [("input", before.get_input_embeddings().weight, merged.get_input_embeddings().weight),
+             ("output", before.get_output_embeddings().weight, merged.get_output_embeddings().weight)]
+    # An input row gets a gradient only where its token occurs in the data; an output row gets one from every
+    # softmax (and, tied, the one shared row gets both).
+    occurring = {i for row in _dataset(bases[kind], data_file)["input_ids"] for i in row if i in ids}
+    assert 5 < len(occurring) < len(ids)
+    for side, old, new in sides:
+        changed = {i for i in ids if (old[i] - new[i]).abs().max() > 1e-4}
+        assert changed == (occurring if side == "input" and kind == "untied" else set(ids)), side
+        assert torch.equal(old[others], new[others]), f"{side} rows of ordinary tokens changed"
+    if kind == "tied":
+        assert torch.equal(merged.get_input_embeddings().weight, merged.get_output_embeddings().weight)
+    # Weights LoRA does not adapt must come back bit-identical: they were frozen.
+    assert torch.equal(before.model.norm.weight, merged.model.norm.weight)
+    assert torch.equal(before.model.layers[0].input_layernorm.weight, merged.model.layers[0].input_layernorm.weight)
+    # ...while the adapted projections moved (B left its zero init after the step).
+    q_before, q_after = before.model.layers[0].self_attn.q_proj.weight, merged.model.layers[0].self_attn.q_proj.weight
+    assert not torch.equal(q_before, q_after)
+
+    adapter = load_file(str(result.final_dir / "adapter_model.safetensors"))
+    assert all("lora_" in k or "trainable_tokens_delta" in k for k in adapter)
+    token_rows = [k for k in adapter if "trainable_tokens_delta" in k]
+    assert len(token_rows) == (1 if kind == "tied" else 2)
+    assert trainer_module.checkpoint_steps(result.final_dir.parent) == [1]
+    checkpoint = load_file(str(result.final_dir.parent / "checkpoints" / "step-1" / "model.safetensors"))
+    assert checkpoint and all("lora_" in k or "trainable_tokens_delta" in k for k in checkpoint)
+    info = json.loads((result.final_dir / "selfrag_adapter.json").read_text())
+    assert info["trainable_token_ids"] == ids and info["vocab_size"] == len(tokenizer)
+
+
+def test_merged_checkpoint_matches_peft_logits(bases, lora_runs, data_file, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base, adapter = bases["untied"], lora_runs["untied"].final_dir
+    model, _ = _base_with_tokens(base)
+    peft_model = PeftModel.from_pretrained(model, adapter).eval()
+    merged_dir = merged_checkpoint(base, adapter, tmp_path)
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    ids = torch.tensor([_dataset(base, data_file)[3]["input_ids"]])
+    with torch.no_grad():
+        expected, got = peft_model(input_ids=ids).logits, merged(input_ids=ids).logits
+    assert torch.allclose(expected, got, atol=1e-5), (expected - got).abs().max()
+    # ModelSpec(adapter=...) resolves to the same cached merge; the tokenizer comes along.
+    spec = ModelSpec("lora", path=str(base), adapter=str(adapter))
+    assert resolve_checkpoint(spec, cache_dir=tmp_path) == str(merged_dir)
+    assert (merged_dir / "tokenizer.json").is_file()
+
+
+def test_full_finetuning_lowers_the_loss(bases, data_file, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    base = bases["untied"]
+    dataset = _dataset(base, data_file)
+    result = train(base, dataset, _config(finetune="full", learning_rate=5e-3, max_steps=20, log_every_steps=10),
+                   output_dir=tmp_path, eval_dataset=dataset, progress=False)
+    batch = _padded(dataset, range(len(dataset)))
+
+    def loss_of(model):
+        with torch.no_grad():
+            return float(model(**{k: v for k, v in batch.items() if k != "loss_weights"}).loss)
+
+    before, _ = _base_with_tokens(base)
+    after = AutoModelForCausalLM.from_pretrained(result.final_dir, dtype=torch.float32).eval()
+    assert loss_of(after) < 0.6 * loss_of(before)
+    assert result.stats["eval_loss"] == pytest.approx(loss_of(after), rel=1e-4)
+    losses = [row["loss"] for row in result.history if "loss" in row]
+    assert len(losses) == 2 and losses[1] < losses[0]
+
+
+def _padded(dataset, indices):
+    rows = dataset[list(indices)]
+    width = max(len(ids) for ids in rows["input_ids"])
+    batch = {"input_ids": torch.zeros(len(rows["input_ids"]), width, dtype=torch.long),
+             "attention_mask": torch.zeros(len(rows["input_ids"]), width, dtype=torch.long),
+             "labels": torch.full((len(rows["input_ids"]), width), -100, dtype=torch.long)}
+    for i, (ids, labels) in enumerate(zip(rows["input_ids"], rows["labels"])):
+        batch["input_ids"][i, : len(ids)] = torch.tensor(ids)
+        batch["attention_mask"][i, : len(ids)] = 1
+        batch["labels"][i, : len(ids)] = torch.tensor(labels)
+    if "loss_weights" in rows:
+        batch["loss_weights"] = torch.zeros(len(rows["input_ids"]), width)
+        for i, weights in enumerate(rows["loss_weights"]):
+            batch["loss_weights"][i, : len(weights)] = torch.tensor(weights)
+    return batch
+
+
+def test_supervised_positions_loss_equals_hf_loss(bases, data_file):
+    model, _ = _base_with_tokens(bases["untied"])
+    batch = _padded(_dataset(bases["untied"], data_file, reflection_weight=2.5), range(5))
+    with torch.no_grad():
+        weighted, weight, ce_sum, count = supervised_loss(model, batch["input_ids"], batch["attention_mask"],
+                                                          batch["labels"])
+        reference = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          labels=batch["labels"]).loss
+        assert torch.allclose(weighted / weight, reference, atol=1e-6)
+        assert int(count) == int((batch["labels"][:, 1:] != -100).sum()) and torch.allclose(ce_sum, weighted)
+        # With loss weights: the weighted mean of the same per-token cross-entropies, from full logits.
+        weighted, weight, _, _ = supervised_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                                 batch["loss_weights"])
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        targets, weights = batch["labels"][:, 1:], batch["loss_weights"][:, 1:]
+        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                               reduction="none", ignore_index=-100)
+        expected = (ce * weights.reshape(-1)).sum() / weights.sum()
+    assert torch.allclose(weighted / weight, expected, atol=1e-6)
+    assert weight > int(count)  # reflection tokens really were up-weighted
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_resumed_run_ends_with_identical_weights(finetune, bases, data_file, tmp_path, monkeypatch):
+    base = bases["tied"] if finetune == "full" else bases["untied"]
+    dataset = _dataset(base, data_file)
+    # 3 steps per epoch: the crash at step 2 resumes mid-epoch and the run then crosses into epoch 1.
+    config = _config(finetune=finetune, learning_rate=5e-3, max_steps=4, save_every_steps=2, lora_dropout=0.2)
+    straight = train(base, dataset, config, output_dir=tmp_path / "straight", progress=False)
+
+    save = trainer_module._save_checkpoint
+
+    def save_then_crash(accelerator, root, step, *args):
+        save(accelerator, root, step, *args)
+        raise _Crash(f"killed after checkpoint {step}")
+
+    monkeypatch.setattr(trainer_module, "_save_checkpoint", save_then_crash)
+    with pytest.raises(_Crash):
+        train(base, dataset, config, output_dir=tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(trainer_module, "_save_checkpoint", save)
+    resumed = train(base, dataset, config, output_dir=tmp_path / "resumed", progress=False)
+
+    assert resumed.stats["resumed_from_step"] == 2 and straight.stats["resumed_from_step"] == 0
+    name = "adapter_model.safetensors" if finetune == "lora" else "model.safetensors"
+    expected, got = load_file(str(straight.final_dir / name)), load_file(str(resumed.final_dir / name))
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    assert [r["step"] for r in resumed.history] == [1, 2, 3, 4]
+    assert [r["loss"] for r in resumed.history] == pytest.approx([r["loss"] for r in straight.history], abs=1e-9)
+    # A finished run is not redone.
+    again = train(base, dataset, config, output_dir=tmp_path / "resumed", progress=False)
+    assert again.stats == resumed.stats
+
+
+def test_resume_refuses_other_settings(bases, data_file, tmp_path):
+    base = bases["untied"]
+    dataset = _dataset(base, data_file)
+    train(base, dataset, _config(finetune="lora"), output_dir=tmp_path, progress=False)
+    with pytest.raises(trainer_module.InputError, match="learning_rate"):
+        train(base, dataset, _config(finetune="lora", learning_rate=1e-3), output_dir=tmp_path, progress=False)
+
+
+def test_plan_epoch_is_deterministic_and_groups_by_length():
+    lengths = np.random.default_rng(0).integers(5, 200, size=301)
+    plan = plan_epoch(lengths, seed=3, epoch=1, batch_size=4, max_batch_tokens=None, group_size=8)
+    assert plan == plan_epoch(lengths, seed=3, epoch=1, batch_size=4, max_batch_tokens=None, group_size=8)
+    assert plan != plan_epoch(lengths, seed=3, epoch=2, batch_size=4, max_batch_tokens=None, group_size=8)
+    assert sorted(i for batch in plan for i in batch) == list(range(301))
+    assert all(len(batch) <= 4 for batch in plan)
+    padded = sum(len(b) * max(lengths[b]) for b in plan)
+    random_order = np.random.default_rng(1).permutation(301)
+    padded_random = sum(4 * max(lengths[random_order[i : i + 4]]) for i in range(0, 301, 4))
+    assert padded < 0.8 * padded_random  # grouping by length cuts padding
+
+    by_tokens = plan_epoch(lengths, seed=3, epoch=1, batch_size=None, max_batch_tokens=400, group_size=8)
+    assert sorted(i for batch in by_tokens for i in batch) == list(range(301))
+    assert all(len(b) * max(lengths[b]) <= 400 for b in by_tokens)

@@ -1,0 +1,179 @@
+"""SFT loss masks, worked out by hand with the WordLevel test tokenizer: prompt, every passage span, EOS, weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from selfrag.io import InputError
+from selfrag.training.sft_data import (
+    load_sft_dataset,
+    strip_reflection_example,
+    supervised_target_mask,
+    tokenize_example,
+)
+from tests.helpers import tokenizer_with_reflection_tokens
+
+INSTRUCTION = "who is alice ?"
+#: official_prompt(INSTRUCTION) as WordLevel tokens: BOS, then `### Instruction : who is alice ? ### Response :`.
+PROMPT = ["<s>", "###", "Instruction", ":", "who", "is", "alice", "?", "###", "Response", ":"]
+X = None  # a position whose label is -100
+
+ONE_SPAN = (
+    "[Retrieval]<paragraph>alice is a singer</paragraph>[Relevant]alice is a singer .[Fully supported][Utility:5]"
+)
+ONE_SPAN_LABELS = [
+    "[Retrieval]", "<paragraph>", X, X, X, X, "</paragraph>", "[Relevant]", "alice", "is", "a", "singer", ".",
+    "[Fully supported]", "[Utility:5]", "</s>",
+]
+TWO_SPANS = (
+    "[Retrieval]<paragraph>alice</paragraph>[Relevant]alice is a singer .[Fully supported]"
+    "[Retrieval]<paragraph>paris is a city</paragraph>[Irrelevant]she is from paris .[Partially supported][Utility:4]"
+)
+TWO_SPANS_LABELS = [
+    "[Retrieval]", "<paragraph>", X, "</paragraph>", "[Relevant]", "alice", "is", "a", "singer", ".",
+    "[Fully supported]", "[Retrieval]", "<paragraph>", X, X, X, X, "</paragraph>", "[Irrelevant]", "she", "is",
+    "from", "paris", ".", "[Partially supported]", "[Utility:4]", "</s>",
+]
+THREE_SPANS = (
+    "[Retrieval]<paragraph>alice</paragraph>[Relevant]alice is a singer .[Fully supported]"
+    "[Retrieval]<paragraph>paris</paragraph>[Irrelevant]she is from paris .[No support / Contradictory]"
+    "[Retrieval]<paragraph>bob is an actor</paragraph>[Relevant]yes .[Partially supported][Utility:3]"
+)
+THREE_SPANS_LABELS = [
+    "[Retrieval]", "<paragraph>", X, "</paragraph>", "[Relevant]", "alice", "is", "a", "singer", ".",
+    "[Fully supported]", "[Retrieval]", "<paragraph>", X, "</paragraph>", "[Irrelevant]", "she", "is", "from",
+    "paris", ".", "[No support / Contradictory]", "[Retrieval]", "<paragraph>", X, X, X, X, "</paragraph>",
+    "[Relevant]", "yes", ".", "[Partially supported]", "[Utility:3]", "</s>",
+]
+REFLECTION = {"[Retrieval]", "<paragraph>", "</paragraph>", "[Relevant]", "[Irrelevant]", "[Fully supported]",
+              "[Partially supported]", "[No support / Contradictory]", "[Utility:3]", "[Utility:4]", "[Utility:5]"}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tokenizer_with_reflection_tokens()
+
+
+def _ids(tokenizer, tokens):
+    return [-100 if t is None else tokenizer.convert_tokens_to_ids(t) for t in tokens]
+
+
+@pytest.mark.parametrize(
+    ("output", "target_labels"),
+    [(ONE_SPAN, ONE_SPAN_LABELS), (TWO_SPANS, TWO_SPANS_LABELS), (THREE_SPANS, THREE_SPANS_LABELS)],
+    ids=["one-span", "two-spans", "three-spans"],
+)
+def test_each_passage_span_is_masked_on_its_own(tokenizer, output, target_labels):
+    example = tokenize_example(tokenizer, INSTRUCTION, "", output, max_length=512)
+    assert example["input_ids"][: len(PROMPT)] == _ids(tokenizer, PROMPT)
+    assert example["labels"] == [-100] * len(PROMPT) + _ids(tokenizer, target_labels)
+    # Unmasked labels are the input ids themselves (unshifted), and the first target token is supervised.
+    assert all(lab in (-100, tok) for lab, tok in zip(example["labels"], example["input_ids"]))
+    assert example["labels"][len(PROMPT)] != -100
+    assert example["labels"][-1] == tokenizer.eos_token_id
+    assert "loss_weights" not in example
+
+
+def test_prompt_with_input_block_is_fully_masked(tokenizer):
+    example = tokenize_example(tokenizer, INSTRUCTION, "bob", "yes .", max_length=512)
+    prompt = ["<s>", "###", "Instruction", ":", "who", "is", "alice", "?", "###", "Input", ":", "bob", "###",
+              "Response", ":"]
+    assert example["input_ids"] == _ids(tokenizer, prompt + ["yes", ".", "</s>"])
+    assert example["labels"] == [-100] * len(prompt) + _ids(tokenizer, ["yes", ".", "</s>"])
+
+
+def test_unterminated_span_is_masked_to_the_end(tokenizer):
+    example = tokenize_example(tokenizer, INSTRUCTION, "", "[Retrieval]<paragraph>alice is a singer", max_length=512)
+    assert example["labels"] == [-100] * len(PROMPT) + _ids(tokenizer, ["[Retrieval]", "<paragraph>", X, X, X, X, X])
+
+
+def test_supervised_target_mask_directly():
+    assert supervised_target_mask([5, 1, 7, 7, 2, 8, 1, 9, 2, 3], open_id=1, close_id=2) == [
+        True, True, False, False, True, True, True, False, True, True]
+    assert supervised_target_mask([5, 6], open_id=None, close_id=None) == [True, True]
+
+
+def test_loss_weights_on_reflection_tokens(tokenizer):
+    example = tokenize_example(tokenizer, INSTRUCTION, "", TWO_SPANS, max_length=512, reflection_weight=2.0)
+    expected = [0.0] * len(PROMPT) + [0.0 if t is None else (2.0 if t in REFLECTION else 1.0) for t in TWO_SPANS_LABELS]
+    assert example["loss_weights"] == expected
+    assert example["loss_weights"][-1] == 1.0  # EOS is an ordinary supervised token
+
+
+def test_overflow_truncate_and_drop(tokenizer):
+    cut = tokenize_example(tokenizer, INSTRUCTION, "", ONE_SPAN, max_length=len(PROMPT) + 4)
+    assert cut["labels"] == [-100] * len(PROMPT) + _ids(tokenizer, ["[Retrieval]", "<paragraph>", X, X])
+    assert len(cut["input_ids"]) == len(PROMPT) + 4
+    assert tokenize_example(tokenizer, INSTRUCTION, "", ONE_SPAN, max_length=len(PROMPT) + 4, overflow="drop") is None
+    # Truncation that leaves only prompt tokens leaves nothing to learn.
+    assert tokenize_example(tokenizer, INSTRUCTION, "", ONE_SPAN, max_length=len(PROMPT)) is None
+    fits = tokenize_example(tokenizer, INSTRUCTION, "", ONE_SPAN, max_length=len(PROMPT) + 16, overflow="drop")
+    assert fits is not None and len(fits["input_ids"]) == len(PROMPT) + 16
+    with pytest.raises(InputError, match="overflow"):
+        tokenize_example(tokenizer, INSTRUCTION, "", ONE_SPAN, max_length=64, overflow="wrap")
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_load_sft_dataset_counts_and_caches(tokenizer, tmp_path):
+    long_instruction = " ".join(["alice"] * 40)
+    data = _write(tmp_path / "train.jsonl", [
+        {"instruction": INSTRUCTION, "input": "", "output": ONE_SPAN, "id": "a", "dataset_name": "x"},
+        {"instruction": INSTRUCTION, "output": TWO_SPANS},  # no input key: the released data sometimes omits it
+        {"instruction": long_instruction, "input": "", "output": "yes ."},  # prompt alone exceeds max_length
+        {"instruction": INSTRUCTION, "input": "", "output": "yes ."},
+    ])
+    dataset, stats = load_sft_dataset(data, tokenizer, max_length=24, overflow="truncate",
+                                      cache_dir=tmp_path / "cache")
+    # ONE_SPAN (27 tokens) and TWO_SPANS (38) are cut to 24; the long prompt is dropped; "yes ." (14) fits.
+    assert (stats.rows, stats.kept, stats.truncated, stats.dropped_too_long, stats.dropped_unsupervised) == (
+        4, 3, 2, 1, 0)
+    assert len(dataset) == 3
+    assert stats.total_tokens == 24 + 24 + 14
+    assert stats.supervised_tokens == sum(sum(lab != -100 for lab in row) for row in dataset["labels"])
+    assert stats.supervised_tokens == (24 - 11 - 4) + (24 - 11 - 1) + 3
+    assert list(dataset["length"]) == [24, 24, 14]
+    assert dataset[0]["labels"] == tokenize_example(tokenizer, INSTRUCTION, "", ONE_SPAN, max_length=24)["labels"]
+
+    dropped, drop_stats = load_sft_dataset(data, tokenizer, max_length=24, overflow="drop")
+    assert (drop_stats.kept, drop_stats.truncated, drop_stats.dropped_too_long) == (1, 0, 3)
+    assert len(dropped) == 1
+
+    again, again_stats = load_sft_dataset(data, tokenizer, max_length=24, overflow="truncate",
+                                          cache_dir=tmp_path / "cache")
+    assert again_stats == stats and again["input_ids"] == dataset["input_ids"]
+    assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 1
+    weighted, _ = load_sft_dataset(data, tokenizer, max_length=24, reflection_weight=3.0, cache_dir=tmp_path / "cache")
+    assert "loss_weights" in weighted.column_names
+    assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 2
+
+
+def test_missing_key_names_file_and_line(tokenizer, tmp_path):
+    data = _write(tmp_path / "bad.jsonl", [{"instruction": INSTRUCTION, "output": "yes ."},
+                                           {"instruction": INSTRUCTION, "input": ""}])
+    with pytest.raises(InputError, match=r"bad\.jsonl:2: missing key 'output'"):
+        load_sft_dataset(data, tokenizer, max_length=64)
+    data = _write(tmp_path / "bad2.jsonl", [{"output": "yes ."}])
+    with pytest.raises(InputError, match=r"bad2\.jsonl:1: missing key 'instruction'"):
+        load_sft_dataset([data], tokenizer, max_length=64)
+
+
+def test_passages_without_reflection_tokens_in_the_tokenizer_are_refused(tmp_path):
+    from tests.helpers import build_tokenizer
+
+    data = _write(tmp_path / "gen.jsonl", [{"instruction": INSTRUCTION, "output": "yes ."},
+                                           {"instruction": INSTRUCTION, "output": ONE_SPAN}])
+    with pytest.raises(InputError, match=r"gen\.jsonl:2: .*load_training_tokenizer"):
+        load_sft_dataset(data, build_tokenizer(), max_length=64)
+
+
+def test_strip_reflection_example():
+    row = {"instruction": INSTRUCTION, "input": "", "output": TWO_SPANS, "id": "q1"}
+    stripped = strip_reflection_example(row)
+    assert stripped == {**row, "output": "alice is a singer . she is from paris ."}
+    assert row["output"] == TWO_SPANS  # the input row is left alone
