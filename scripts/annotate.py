@@ -10,6 +10,7 @@ example) and `critic_calls.json`. The steps and passage-choice rules are documen
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import hydra
@@ -19,10 +20,37 @@ from critic.annotate import Annotator, PassageRules, annotate_file
 from critic.critic_model import open_critic
 from critic.released import token_statistics
 from critic.sources import read_source_list
+from selfrag.artifacts import command_line, write_card
 from selfrag.cli import run_or_exit
 from selfrag.io import read_jsonl, write_text_atomic
 from selfrag.models.loading import ModelSpec
 from selfrag.retrieval.factory import open_retriever
+
+
+def export_dataset(cfg: DictConfig, output_dir: Path, export: Path, stats_md: str) -> None:
+    """Copy the generator data and its statistics to `export` and write its card."""
+    export.mkdir(parents=True, exist_ok=True)
+    for name in ("train.jsonl", "stats.json", "stats.md"):
+        shutil.copyfile(output_dir / name, export / name)
+    rules = (
+        f"Passages: top {cfg.k} per retrieving segment from "
+        + ("the rows' own `ctxs`" if cfg.use_ctxs else f"`{cfg.retriever.name}` over `{Path(cfg.corpus.path).name}`")
+        + f"; passage classes allowed, in order of preference: {', '.join(cfg.passage_order)}; segments: pysbd "
+        f"sentences, shorter than {cfg.min_segment_chars} characters attached to a neighbour (critic/annotate.py)."
+    )
+    sources = "\n".join(f"- `{Path(s.path).name}` as `{s.get('dataset')}` (offset {s.get('offset') or 0}, "
+                        f"limit {s.get('limit')})" for s in cfg.sources)
+    write_card(
+        export,
+        title="Self-RAG generator training data",
+        summary="Instruction/output pairs with reflection tokens and passages inserted offline by the critic "
+        "(`scripts/annotate.py`), in the released Self-RAG format `{instruction, input, output, id, dataset_name}`.",
+        base=f"critic `{cfg.critic.name}` (adapter `{cfg.critic.adapter}`) on its base",
+        data=[s.path for s in cfg.sources] + [export / "train.jsonl"],
+        command=command_line(),
+        sections={"Sources": sources, "Rules": rules, "Statistics": stats_md},
+    )
+    print(f"exported: {export}")
 
 
 def run(cfg: DictConfig) -> Path:
@@ -44,6 +72,8 @@ def run(cfg: DictConfig) -> Path:
     write_text_atomic(output_dir / "stats.json", json.dumps(token_stats.as_json(), indent=2) + "\n")
     write_text_atomic(output_dir / "stats.md", "# Generator data statistics\n\n" + token_stats.as_markdown() + "\n")
     write_text_atomic(output_dir / "critic_calls.json", json.dumps(stats.critic_calls, indent=2) + "\n")
+    if cfg.export_dir:
+        export_dataset(cfg, output_dir, Path(cfg.export_dir), token_stats.as_markdown())
     print(token_stats.as_markdown())
     print(f"annotated {stats.seeds} new rows ({stats.skipped_done} already done): {out}")
     return out

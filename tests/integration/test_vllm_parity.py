@@ -82,3 +82,15 @@ def test_decoder_predictions_agree(backends, tiny_model_dir, config):
                 else:
                     assert cx["probs"][name] == pytest.approx(cy["probs"][name], abs=1e-3)
             assert cx["scores"]["final"] == pytest.approx(cy["scores"]["final"], abs=1e-3)
+
+
+def test_critic_labels_agree(backends, tiny_model_dir):
+    """Critic inference (constrained to each aspect's labels) gives the same labels on both backends."""
+    from critic.critic_model import CriticLabeler
+    from tests.integration.test_critic_scripts import ITEMS
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    hf_labels, vllm_labels = (CriticLabeler(b, tokenizer).label(ITEMS) for b in backends)
+    assert [lab.label for lab in hf_labels] == [lab.label for lab in vllm_labels]
+    for a, b in zip(hf_labels, vllm_labels):
+        assert a.confidence == pytest.approx(b.confidence, abs=1e-3)
