@@ -24,24 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 from critic.agreement import format_agreement
 from critic.critic_model import open_critic
 from critic.evaluation import confusion_markdown, evaluate_critic
-from selfrag.artifacts import command_line, write_card
+from selfrag.artifacts import command_line, training_curve, write_card
 from selfrag.cli import run_or_exit
 from selfrag.io import read_jsonl, write_text_atomic
 from selfrag.models.loading import ModelSpec, resolve_checkpoint
 from selfrag.training.sft_data import load_sft_dataset, load_training_tokenizer
 from selfrag.training.trainer import TrainConfig, train
-
-
-def training_curve(history: list[dict[str, Any]]) -> str:
-    """A compact table of the logged training loss (at most ~12 rows) and eval losses."""
-    rows = [h for h in history if "loss" in h]
-    step = max(1, len(rows) // 12)
-    lines = ["| step | epoch | loss |", "|---:|---:|---:|"]
-    lines += [f"| {h['step']} | {h.get('epoch', 0):.2f} | {h['loss']:.4f} |" for h in rows[::step]]
-    evals = [h for h in history if "eval_loss" in h]
-    if evals:
-        lines += ["", "eval loss: " + ", ".join(f"step {h['step']}: {h['eval_loss']:.4f}" for h in evals)]
-    return "\n".join(lines)
 
 
 def run(cfg: DictConfig) -> Path:

@@ -1,7 +1,7 @@
 """Artifact cards: the README written beside every trained model or dataset the project ships (DESIGN §5).
 
-A card states the base model, the data and its hash, the exact command that produced the artifact, and its metrics,
-so anyone can tell what an artifact is and rebuild it.
+A card states the base model, the data and its hash, the exact command that produced the artifact, and its metrics
+(for trained models, the training curve), so anyone can tell what an artifact is and rebuild it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from selfrag.io import write_text_atomic
 
@@ -58,3 +59,19 @@ def write_card(
     card = Path(directory) / "README.md"
     write_text_atomic(card, "\n".join(lines))
     return card
+
+
+def training_curve(history: Sequence[dict[str, Any]]) -> str:
+    """A markdown table of the logged training loss (at most ~12 rows) and a line of the eval losses.
+
+    `history` is the trainer's `train_log.jsonl` rows (`TrainResult.history`): rows with `loss` are training rows,
+    rows with `eval_loss` evaluations.
+    """
+    rows = [h for h in history if "loss" in h]
+    step = max(1, len(rows) // 12)
+    lines = ["| step | epoch | loss |", "|---:|---:|---:|"]
+    lines += [f"| {h['step']} | {h.get('epoch', 0):.2f} | {h['loss']:.4f} |" for h in rows[::step]]
+    evals = [h for h in history if "eval_loss" in h]
+    if evals:
+        lines += ["", "eval loss: " + ", ".join(f"step {h['step']}: {h['eval_loss']:.4f}" for h in evals)]
+    return "\n".join(lines)

@@ -534,6 +534,33 @@ def _make_accelerator(mixed_precision: str) -> Any:
     return Accelerator(mixed_precision=mixed_precision, step_scheduler_with_optimizer=False)
 
 
+def _configure_deepspeed(accelerator: Any, config: TrainConfig) -> bool:
+    """Under DeepSpeed, fill the config values the loop decides; return whether DeepSpeed is in use.
+
+    The loop makes its own micro-batches and accumulates `grad_accum` of them per step, telling DeepSpeed where each
+    step ends, so DeepSpeed's `gradient_accumulation_steps` must stay 1 (any other value would also scale the loss a
+    second time). `train_micro_batch_size_per_gpu` only feeds DeepSpeed's bookkeeping; gradient clipping, which
+    DeepSpeed does itself, follows `max_grad_norm`. Values the config file sets explicitly are kept.
+    """
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is None:
+        return False
+    ds = plugin.deepspeed_config
+    if ds.get("gradient_accumulation_steps", "auto") not in ("auto", 1):
+        raise InputError(
+            f"the DeepSpeed config sets gradient_accumulation_steps={ds['gradient_accumulation_steps']}; set it to "
+            "auto (or 1) and use finetune.grad_accum: the trainer accumulates gradients itself"
+        )
+    ds["gradient_accumulation_steps"] = 1
+    if ds.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+        ds["train_micro_batch_size_per_gpu"] = config.batch_size or 1
+    if ds.get("train_batch_size", "auto") == "auto":
+        ds["train_batch_size"] = ds["train_micro_batch_size_per_gpu"] * accelerator.num_processes
+    if ds.get("gradient_clipping", "auto") == "auto":
+        ds["gradient_clipping"] = float(config.max_grad_norm or 0.0)
+    return True
+
+
 def _make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for parameter in model.parameters():
@@ -598,9 +625,9 @@ def train(
     Output: full mode -> `final/` is a normal HF checkpoint with its tokenizer; LoRA -> `final/` is a peft adapter
     (LoRA weights and the trained reflection-token rows, in the base dtype), the tokenizer, and `selfrag_adapter.json`
     naming the base directory (`selfrag.models.adapters.merged_checkpoint` turns it into a plain checkpoint).
-    Also written: `train_log.jsonl` (one row per `log_every_steps`: step, epoch, loss, lr, tokens_per_s,
-    supervised_tokens; eval rows: step, eval_loss), `checkpoints/step-N/`, `train_run.json` (settings a resumption
-    must match), `train_summary.json`.
+    Also written: `train_log.jsonl` (one row per `log_every_steps`: step, epoch, loss, lr, tokens_per_s, tokens (the
+    unpadded tokens of the steps since the previous row), supervised_tokens; eval rows: step, eval_loss),
+    `checkpoints/step-N/`, `train_run.json` (settings a resumption must match), `train_summary.json`.
 
     Raises:
         InputError: bad config, empty data, or an output_dir holding a run with other settings.
@@ -656,6 +683,7 @@ def train(
     optimizer = _make_optimizer(wrapped, config, accelerator.device)
     scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=math.ceil(config.warmup_ratio
                               * total_steps), num_training_steps=total_steps)
+    deepspeed = _configure_deepspeed(accelerator, config)
     wrapped, optimizer, scheduler = accelerator.prepare(wrapped, optimizer, scheduler)
     state_filter = _StateFilter(trainable_only=config.finetune == "lora")
     accelerator.register_save_state_pre_hook(state_filter.save)
@@ -683,6 +711,10 @@ def train(
         micro_batches = schedule.steps_of(epoch)[index]
         step_weight = float(sum(row_weights[i] for mb in micro_batches for i in mb))
         for j, rows in enumerate(mine := micro_batches[rank::processes]):
+            if deepspeed:
+                # DeepSpeed steps its engine inside `backward` unless told the micro-batch is not the step's last one
+                # (accelerate's own flag, the one `Accelerator.accumulate` sets).
+                accelerator.gradient_state._set_sync_gradients(j == len(mine) - 1)
             batch = _collate(train_dataset[rows], pad_id, config.max_length, multiple, accelerator.device)
             # Gradients are all-reduced once per step, after the last micro-batch.
             with nullcontext() if j == len(mine) - 1 else accelerator.no_sync(wrapped):
@@ -707,7 +739,7 @@ def train(
             seconds = time.perf_counter() - window["start"]
             row = {"step": done, "epoch": round(epoch + (index + 1) / len(schedule.steps_of(epoch)), 4),
                    "loss": loss, "lr": lr, "tokens_per_s": window["tokens"] / seconds,
-                   "supervised_tokens": window["supervised"]}
+                   "tokens": window["tokens"], "supervised_tokens": window["supervised"]}
             if main:
                 append_jsonl(log_path, [row])
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{row['lr']:.2e}")

@@ -100,6 +100,12 @@ def test_label_train_critic_and_annotate_scripts(tiny_model_dir, tmp_path):
     summary = json.loads((labels / "label_stats.json").read_text())
     assert summary["seeds"] == 4 and summary["abstained"] == 0 and summary["train_rows"] > 0
     assert "| isrel | [Relevant] |" in proc.stdout
+    # a second labeler's run over the same seeds is compared item by item (here: the same teacher, full agreement)
+    again = tmp_path / "label-again"
+    run_script("label", sources, f"corpus.path={corpus}", "k=2", f"output_dir={again}")
+    proc = run_script("agreement", f"a={labels}/labels.jsonl", f"b={again}/labels.jsonl", f"output_dir={tmp_path}/agr")
+    report = json.loads((tmp_path / "agr" / "agreement.json").read_text())
+    assert {aspect: r["agreement"] for aspect, r in report.items()} == {a: 1.0 for a in (RETRIEVE, ISREL, ISSUP, ISUSE)}
 
     critic = tmp_path / "critic"
     run_script(
