@@ -76,6 +76,21 @@ def choose_short_form(
     return chosen, candidates[chosen].answer
 
 
+def top_passages(
+    queries: Sequence[Query], ndocs: int, retriever: Retriever | None, contexts: Sequence[str] | None = None
+) -> list[list[Passage]]:
+    """Top-`ndocs` passages per query: its static passages (`ctxs`) when it has any, else the live retriever's for
+    the query text joined with its context (the previous segment in long form), else none."""
+    result: list[list[Passage]] = [list(q.passages[:ndocs]) for q in queries]
+    live = [i for i, q in enumerate(queries) if not q.passages]
+    if live and retriever is not None:
+        contexts = contexts if contexts is not None else [""] * len(queries)
+        texts = [" ".join(x for x in (queries[i].question, contexts[i]) if x) for i in live]
+        for i, found in zip(live, retriever.batch_search(texts, ndocs)):
+            result[i] = list(found[:ndocs])
+    return result
+
+
 class SelfRAG:
     """Self-RAG inference over one backend.
 
@@ -118,14 +133,7 @@ class SelfRAG:
 
     def find_passages(self, queries: Sequence[Query], contexts: Sequence[str]) -> list[list[Passage]]:
         """Top-`ndocs` passages per query: its static passages, else the live retriever's (query text + context)."""
-        ndocs = self.config.ndocs
-        result: list[list[Passage]] = [list(q.passages[:ndocs]) for q in queries]
-        live = [i for i, q in enumerate(queries) if not q.passages]
-        if live and self.retriever is not None:
-            texts = [" ".join(x for x in (queries[i].question, contexts[i]) if x) for i in live]
-            for i, found in zip(live, self.retriever.batch_search(texts, ndocs)):
-                result[i] = list(found[:ndocs])
-        return result
+        return top_passages(queries, self.config.ndocs, self.retriever, contexts)
 
     def expand(self, expansions: Sequence[Expansion], *, stop_at_retrieval: bool) -> list[Expanded]:
         """Generate one greedy continuation per expansion and critique it, all in one backend call.

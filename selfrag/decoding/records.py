@@ -50,7 +50,8 @@ def candidate_from_json(row: dict[str, Any]) -> Candidate:
     )
 
 
-def _passage_json(passage: Passage) -> dict[str, Any]:
+def passage_to_json(passage: Passage) -> dict[str, Any]:
+    """A passage as it appears in a prediction's `docs`: {id, title, text, score}."""
     return {"id": passage.id, "title": passage.title, "text": passage.text, "score": passage.score}
 
 
@@ -71,7 +72,7 @@ def prediction_to_json(prediction: Prediction, weights: RewardWeights) -> dict[s
              "citation": s.citation}
             for s in prediction.segments
         ],
-        "docs": [_passage_json(p) for p in prediction.docs],
+        "docs": [passage_to_json(p) for p in prediction.docs],
     }
     if prediction.beams:
         row["beams"] = [

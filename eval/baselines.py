@@ -1,0 +1,159 @@
+"""The two non-Self-RAG methods evaluated beside Self-RAG, over the same `Backend`, queries and passages:
+`no_retrieval` (the model answers the bare prompt) and `standard_rag` (the top-`ndocs` passages prepended).
+
+Both decode greedily for `max_new_tokens`, batched across the queries of a call (one backend `generate`), and return
+rows with the `predictions.jsonl` fields of `infer` (`p_retrieve` null, `candidates` and `segments` empty), so
+scoring, comparison and reports treat every method alike. The answer is the output with reflection tokens, passages
+and end markers removed (`selfrag.tokens.strip_reflection`), so a Self-RAG checkpoint can serve as its own baseline.
+
+Standard-RAG prompt: the reference code's retrieval baseline numbers the passages `[i] {title}\\n{text}`, one after
+the other, before the instruction:
+- `prompt=selfrag`: `### Paragraph:\\n[1] {title}\\n{text}\\n[2] ...\\n\\n### Instruction:\\n{instruction}\\n\\n`
+  `### Response:\\n` (the reference `prompt_no_input_retrieval` without its Alpaca preamble, which the Self-RAG
+  format does not have either);
+- `prompt=chat`: one user turn `[1] {title}\\n{text}\\n...\\n\\n{instruction}` through the model's chat template.
+A query with no passages (none in its `ctxs` and no live retriever, or no hit) gets the bare prompt and
+`retrieved: false`. Passages are static `ctxs` first, else the live retriever's, exactly as Self-RAG finds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from selfrag import tokens as T
+from selfrag.decoding.backend import Backend, make_backend
+from selfrag.decoding.factory import prompt_formatter
+from selfrag.decoding.pipeline import top_passages
+from selfrag.decoding.records import passage_to_json
+from selfrag.decoding.run import DecodeSettings
+from selfrag.io import InputError
+from selfrag.models.loading import load_tokenizer, resolve_checkpoint
+from selfrag.prompts import PromptFormatter
+from selfrag.retrieval.base import Retriever
+from selfrag.types import Passage, Query
+
+#: Every `method=` value; the first is decoded by `selfrag.decoding`, the others here.
+METHODS = ("selfrag", "no_retrieval", "standard_rag")
+BASELINES = METHODS[1:]
+
+
+def passages_text(passages: Sequence[Passage]) -> str:
+    """Passages as the standard-RAG prompt shows them: `[1] {title}\\n{text}` blocks joined by newlines."""
+    return "\n".join(f"[{i}] {p.title}\n{p.text}" for i, p in enumerate(passages, start=1))
+
+
+def rag_prompt(formatter: PromptFormatter, instruction: str, passages: Sequence[Passage]) -> str:
+    """The standard-RAG prompt text (see the module docstring); the bare prompt when there are no passages."""
+    if not passages:
+        return formatter(instruction)
+    block = passages_text(passages)
+    if formatter.style == "chat":
+        return formatter(f"{block}\n\n{instruction}")
+    return f"### Paragraph:\n{block}\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+
+
+def _stop_ids(tokenizer: Any) -> tuple[int, ...]:
+    """EOS and every other special token except the reflection tokens (which a Self-RAG model emits mid-answer):
+    a response never legitimately contains a turn marker, BOS or padding, so generation ends there."""
+    vocab_ids = tokenizer.convert_tokens_to_ids(list(T.REFLECTION_TOKENS))
+    reflection = {i for i in vocab_ids if i is not None and i != tokenizer.unk_token_id}
+    specials = {i for i in (*tokenizer.all_special_ids, tokenizer.eos_token_id) if i is not None}
+    return tuple(sorted(specials - reflection))
+
+
+class Baseline:
+    """A non-Self-RAG method as a `selfrag.decoding.run.Predictor`.
+
+    Args:
+        method: "no_retrieval" or "standard_rag".
+        backend: any `Backend` (the model needs no reflection tokens).
+        tokenizer: the model's Hugging Face tokenizer.
+        prompt: how an instruction becomes a prompt (as for Self-RAG: official format or chat template).
+        max_new_tokens: generation limit per answer.
+        ndocs: passages prepended by standard_rag.
+        retriever: live retriever for queries without static passages (standard_rag only).
+
+    Raises:
+        InputError: unknown method.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        backend: Backend,
+        tokenizer: Any,
+        *,
+        prompt: PromptFormatter | None = None,
+        max_new_tokens: int = 100,
+        ndocs: int = 5,
+        retriever: Retriever | None = None,
+    ) -> None:
+        if method not in BASELINES:
+            raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r} (method=...)")
+        self.method = method
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.prompt = prompt or PromptFormatter()
+        self.max_new_tokens = max_new_tokens
+        self.ndocs = ndocs
+        self.retriever = retriever
+        self.stop_ids = _stop_ids(tokenizer)
+        self._drop = set(self.stop_ids)
+
+    def passages(self, queries: Sequence[Query]) -> list[list[Passage]]:
+        """The passages each query's prompt shows (none for no_retrieval)."""
+        if self.method == "no_retrieval":
+            return [[] for _ in queries]
+        return top_passages(queries, self.ndocs, self.retriever)
+
+    def prompt_ids(self, query: Query, passages: Sequence[Passage]) -> list[int]:
+        """Token ids of the prompt (BOS added for the official format; chat templates carry their own)."""
+        text = rag_prompt(self.prompt, query.instruction, passages)
+        return list(self.tokenizer(text, add_special_tokens=self.prompt.style != "chat")["input_ids"])
+
+    def predict(self, queries: Sequence[Query]) -> list[dict[str, Any]]:
+        """Answer every query greedily in one batched backend call; one `predictions.jsonl` row each."""
+        found = self.passages(queries)
+        prompts = [self.prompt_ids(q, p) for q, p in zip(queries, found)]
+        completions = self.backend.generate(prompts, max_new_tokens=self.max_new_tokens, stop_token_ids=self.stop_ids)
+        rows = []
+        for query, passages, completion in zip(queries, found, completions):
+            output = self.tokenizer.decode([i for i in completion.token_ids if i not in self._drop],
+                                           skip_special_tokens=False)
+            rows.append({
+                "id": query.id,
+                "question": query.question,
+                "answer": T.strip_reflection(output),
+                "output": output,
+                "retrieved": bool(passages),
+                "p_retrieve": None,
+                "options": list(query.options) if query.options else None,
+                "candidates": [],
+                "segments": [],
+                "docs": [passage_to_json(p) for p in passages],
+            })
+        return rows
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def open_baseline(method: str, settings: DecodeSettings) -> Baseline:
+    """Load the model of `settings` (reflection tokens not required) and, for standard_rag, its live retriever.
+
+    `settings.decoding` supplies `max_new_tokens` and `ndocs`; the Self-RAG-only settings (threshold, weights, beam)
+    do not apply.
+    """
+    if method not in BASELINES:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r} (method=...)")
+    checkpoint = resolve_checkpoint(settings.model)
+    tokenizer = load_tokenizer(checkpoint)
+    try:
+        formatter = prompt_formatter(settings.prompt_style, tokenizer)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    retriever = settings.open_retriever() if method == "standard_rag" else None
+    backend = make_backend(settings.backend, checkpoint, **settings.backend_options)
+    return Baseline(method, backend, tokenizer, prompt=formatter, max_new_tokens=settings.decoding.max_new_tokens,
+                    ndocs=settings.decoding.ndocs, retriever=retriever)

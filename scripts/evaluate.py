@@ -1,0 +1,82 @@
+"""Evaluation: decode the input file with a method (Self-RAG or a baseline), score it, write metrics and a report.
+
+    python scripts/evaluate.py task=popqa method=standard_rag data.path=FILE output_dir=DIR decoding.ndocs=5 ...
+
+Writes predictions.jsonl (as infer), per_question.jsonl, metrics.json and report.md (formats: `eval.runs`).
+Resumable like infer: decoding skips finished ids, and scoring is redone over every prediction of the input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from eval.baselines import METHODS, open_baseline
+from eval.components import NLIFactScorer, TransformersNLIScorer
+from eval.runs import METRICS, REPORT, metrics_record, report_markdown, write_scores
+from eval.tasks import format_metrics, get_task, read_golds, score_predictions
+from selfrag.cli import run_or_exit
+from selfrag.decoding.run import (
+    RUN_KEYS,
+    DecodeSettings,
+    SelfRAGPredictor,
+    decode_file,
+    read_timing,
+    run_settings,
+    summary,
+)
+from selfrag.io import InputError
+
+
+def run(cfg: DictConfig) -> Path:
+    """Decode and score `cfg.data.path` into `cfg.output_dir`; return the metrics.json path."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    method = config["method"]
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r} (method=...)")
+    settings = DecodeSettings.from_config(config)
+    nli_model = config["scoring"]["nli_model"]
+    device = config["scoring"]["device"]
+    task = get_task(settings.task,
+                    nli=TransformersNLIScorer(nli_model, device=device) if nli_model else None,
+                    fact_scorer=NLIFactScorer.from_model_path(nli_model, device=device) if nli_model else None)
+    # Golds and queries are read and checked before any model loads: a file without golds fails in a second.
+    gold_path = str(config["data"].get("gold") or settings.data_path)
+    golds = read_golds(task, gold_path)
+    queries = settings.read_queries()
+    missing = [q.id for q in queries if q.id not in golds]
+    if missing:
+        raise InputError(f"{len(missing)} question id(s) of {settings.data_path} have no gold in {gold_path}, "
+                         f"e.g. {missing[:5]}; set data.gold to the file with their answers")
+
+    def open_predictor():
+        return SelfRAGPredictor.open(settings) if method == "selfrag" else open_baseline(method, settings)
+
+    output_dir = Path(cfg.output_dir)
+    result = decode_file(queries, open_predictor, output_dir, settings=run_settings(config, (*RUN_KEYS, "method")),
+                         batch_size=settings.batch_size, desc=f"decoding ({method})")
+    per_question = score_predictions(task, result.rows, golds)
+    timing = read_timing(output_dir)
+    record = metrics_record(task, per_question, result.rows, method=method, settings=settings, gold_path=gold_path,
+                            seconds=result.total_seconds, decoded=result.total_decoded,
+                            load_seconds=float(timing["load_seconds"]))
+    write_scores(output_dir, per_question, record,
+                 report_markdown(record, result.rows, per_question, examples=cfg.summary_examples))
+    print(summary(result.rows, result.seconds, result.decoded, cfg.summary_examples))
+    print(f"\n{task.name} / {method}:")
+    print(format_metrics(task.aggregate(per_question)))
+    print(f"retrieval_rate: {record['retrieval_rate']:.4f}")
+    print(f"\nmetrics: {output_dir / METRICS}\nreport: {output_dir / REPORT}")
+    return output_dir / METRICS
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point (bad input: one `error:` line, exit status 2)."""
+    run_or_exit(run, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""`scripts/evaluate.py`, `compare.py` and `sweep.py` as a user runs them, on the tiny model and a 3-question file."""
+
+import json
+import shutil
+
+import pytest
+
+from tests.helpers import run_script
+
+METHOD_OVERRIDES = {
+    "selfrag": ["decoding.score_all_paths=true", "batch_size=2"],
+    "no_retrieval": [],
+    "standard_rag": [],
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_model_dir, tmp_path_factory):
+    """One evaluate run per method over the same three PopQA-style questions (the third has no passages)."""
+    root = tmp_path_factory.mktemp("evaluate")
+    rows = [
+        {"id": 1, "question": "who is alice ?", "answers": ["singer"],
+         "ctxs": [{"id": "a1", "title": "alice", "text": "alice is a singer from paris .", "score": "1.2"},
+                  {"id": "b1", "title": "bob", "text": "bob was born in london .", "score": "0.7"}]},
+        {"id": 2, "question": "who is carol ?", "answers": ["politician"],
+         "ctxs": [{"id": "c1", "title": "carol", "text": "carol is a politician .", "score": "1.0"}]},
+        {"id": 3, "question": "what is the capital of france ?", "answers": ["paris"], "ctxs": []},
+    ]
+    data = root / "popqa.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ["model=custom", f"model.path={tiny_model_dir}", "prompt=selfrag", "backend=hf", f"data.path={data}",
+              "task=popqa", "decoding.ndocs=2", "decoding.max_new_tokens=20"]
+    out = {"common": common, "root": root}
+    for method, extra in METHOD_OVERRIDES.items():
+        out[method] = root / method
+        out[f"{method}_stdout"] = run_script("evaluate", *common, f"method={method}", *extra,
+                                             f"output_dir={root / method}").stdout
+    return out
+
+
+def _jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method", list(METHOD_OVERRIDES))
+def test_metrics_agree_with_per_question_and_predictions(runs, method):
+    run = runs[method]
+    metrics = json.loads((run / "metrics.json").read_text())
+    per_question = _jsonl(run / "per_question.jsonl")
+    predictions = _jsonl(run / "predictions.jsonl")
+    assert {"task", "n", "method", "model", "primary_metric", "match", "match_original", "em", "f1",
+            "retrieval_rate", "decoding", "seconds", "questions_per_second"} <= set(metrics)
+    assert (metrics["task"], metrics["method"], metrics["n"], metrics["primary_metric"]) == ("popqa", method, 3,
+                                                                                           "match")
+    assert [r["id"] for r in per_question] == [r["id"] for r in predictions] == ["1", "2", "3"]
+    for name in ("match", "match_original", "em", "f1"):
+        assert metrics[name] == pytest.approx(sum(r[name] for r in per_question) / 3)
+    assert metrics["retrieval_rate"] == pytest.approx(sum(r["retrieved"] for r in predictions) / 3)
+    assert metrics["seconds"] > 0 and metrics["questions_per_second"] > 0
+    assert metrics["decoding"]["max_new_tokens"] == 20
+    for row in predictions:
+        assert {"id", "question", "answer", "output", "retrieved", "p_retrieve", "candidates", "docs"} <= set(row)
+        assert "[" not in row["answer"]  # reflection tokens stripped
+    report = (run / "report.md").read_text()
+    assert f"method {method}" in report and "| match (primary) |" in report
+    assert "match: " in runs[f"{method}_stdout"]
+
+
+def test_methods_differ_where_they_should(runs):
+    selfrag = _jsonl(runs["selfrag"] / "predictions.jsonl")
+    assert all(isinstance(r["p_retrieve"], float) for r in selfrag)
+    assert all(any(c["passage_id"] is None for c in r["candidates"]) for r in selfrag)  # score_all_paths
+    assert json.loads((runs["selfrag"] / "metrics.json").read_text())["decoding"]["score_all_paths"] is True
+
+    none = _jsonl(runs["no_retrieval"] / "predictions.jsonl")
+    assert all(r["retrieved"] is False and r["p_retrieve"] is None and r["candidates"] == [] for r in none)
+    assert json.loads((runs["no_retrieval"] / "metrics.json").read_text())["decoding"] == {"greedy": True,
+                                                                                          "max_new_tokens": 20}
+    rag = _jsonl(runs["standard_rag"] / "predictions.jsonl")
+    assert [r["retrieved"] for r in rag] == [True, True, False]  # the third question has no passages
+    assert [d["id"] for d in rag[0]["docs"]] == ["a1", "b1"]
+    assert json.loads((runs["standard_rag"] / "metrics.json").read_text())["retrieval_rate"] == pytest.approx(2 / 3)
+
+
+def test_a_rerun_resumes_without_decoding(runs):
+    before = json.loads((runs["no_retrieval"] / "metrics.json").read_text())
+    proc = run_script("evaluate", *runs["common"], "method=no_retrieval", f"output_dir={runs['no_retrieval']}")
+    assert "(0 decoded now" in proc.stdout
+    after = json.loads((runs["no_retrieval"] / "metrics.json").read_text())
+    assert after["match"] == before["match"] and after["seconds"] == before["seconds"]  # timing kept across runs
+    proc = run_script("evaluate", *runs["common"], "method=standard_rag", f"output_dir={runs['no_retrieval']}",
+                      check=False)
+    assert proc.returncode == 2 and "method differ" in proc.stderr
+
+
+def test_compare_writes_a_bootstrap_ci_and_refuses_other_questions(runs, tmp_path):
+    proc = run_script("compare", f"a={runs['selfrag']}", f"b={runs['standard_rag']}", "n_resamples=2000",
+                      f"output_dir={tmp_path / 'cmp'}")
+    comparison = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert comparison["metric"] == "match" and comparison["n"] == 3 and comparison["confidence"] == 0.95
+    assert comparison["ci_low"] <= comparison["difference"] <= comparison["ci_high"]
+    assert comparison["a"]["method"] == "selfrag" and comparison["b"]["method"] == "standard_rag"
+    wins = _jsonl(tmp_path / "cmp" / "win_loss.jsonl")
+    assert [w["id"] for w in wins] == ["1", "2", "3"]
+    assert comparison["wins"] + comparison["losses"] + comparison["ties"] == 3
+    assert "95% CI" in proc.stdout
+
+    fewer = tmp_path / "fewer"
+    shutil.copytree(runs["standard_rag"], fewer)
+    lines = (fewer / "per_question.jsonl").read_text().splitlines()
+    (fewer / "per_question.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    proc = run_script("compare", f"a={runs['selfrag']}", f"b={fewer}", f"output_dir={tmp_path / 'bad'}", check=False)
+    assert proc.returncode == 2
+    assert "error: the two runs cover different questions" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sweep_writes_tables_and_plots(runs, tmp_path):
+    out = tmp_path / "sweep"
+    proc = run_script("sweep", f"run={runs['selfrag']}", "grid.w_rel=[0,1]", "grid.w_sup=[0,1]", "grid.w_use=[0,1]",
+                      f"output_dir={out}")
+    for stem in ("threshold_sweep", "weight_grid"):
+        assert (out / f"{stem}.png").stat().st_size > 1000
+        assert (out / f"{stem}.md").read_text().startswith("#")
+    sweep = json.loads((out / "threshold_sweep.json").read_text())
+    assert len(sweep["points"]) == 21 and sweep["metric"] == "match"
+    # Threshold 1.0 never retrieves; the run's own threshold (0.2) reproduces the run's metrics.
+    assert sweep["points"][-1]["retrieval_rate"] == 0.0
+    metrics = json.loads((runs["selfrag"] / "metrics.json").read_text())
+    at_run = next(p for p in sweep["points"] if p["threshold"] == 0.2)
+    assert at_run["match"] == metrics["match"] and at_run["retrieval_rate"] == metrics["retrieval_rate"]
+    grid = json.loads((out / "weight_grid.json").read_text())
+    assert len(grid["points"]) == 8
+    assert "Best match" in proc.stdout
+
+    proc = run_script("sweep", f"run={runs['no_retrieval']}", f"output_dir={tmp_path / 'x'}", check=False)
+    assert proc.returncode == 2 and "method=selfrag run" in proc.stderr
