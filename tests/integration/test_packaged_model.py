@@ -27,3 +27,24 @@ def test_smollm2_is_converted_once_and_gets_the_tokens(tmp_path):
     plain = resolve_checkpoint(ModelSpec("base", packaged="smollm2_135m_instruct"), cache_dir=tmp_path)
     with pytest.raises(Exception, match="has no reflection tokens"):
         reflection_token_ids(load_tokenizer(plain))
+
+
+def test_shipped_critic_decides_retrieval_on_real_questions():
+    """The critic in artifacts/ (LoRA merged into the packaged base once) labels real shared-data instructions."""
+    from pathlib import Path
+
+    pytest.importorskip("gguf")
+    from critic.aspects import RETRIEVE, LabelItem
+    from critic.critic_model import open_critic
+
+    adapter = Path(__file__).resolve().parents[2] / "artifacts" / "critic-smollm2-135m"
+    spec = ModelSpec("critic", packaged="smollm2_135m_instruct", add_reflection_tokens=True, adapter=str(adapter))
+    critic = open_critic(spec, "hf", {"device": "cpu", "dtype": "float32"})
+    arc = ("Given four answer candidates, A, B, C and D, choose the best answer choice.\n\n### Input:\nWhich gas do "
+           "plants take in for photosynthesis?\nA: oxygen\nB: carbon dioxide\nC: helium\nD: neon")
+    labels = critic.label([
+        LabelItem(RETRIEVE, "popqa", "What is George Rankin's occupation?"),
+        LabelItem(RETRIEVE, "arc", arc),
+    ])
+    assert [lab.label for lab in labels] == [T.RETRIEVAL, T.NO_RETRIEVAL]
+    assert all(0.5 < lab.confidence <= 1.0 for lab in labels)
