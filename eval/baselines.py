@@ -150,7 +150,7 @@ def open_baseline(method: str, settings: DecodeSettings) -> Baseline:
     checkpoint = resolve_checkpoint(settings.model)
     tokenizer = load_tokenizer(checkpoint)
     try:
-        formatter = prompt_formatter(settings.prompt_style, tokenizer)
+        formatter = prompt_formatter(settings.prompt_style, tokenizer, settings.model.prompt)
     except ValueError as err:
         raise InputError(str(err)) from None
     retriever = settings.open_retriever() if method == "standard_rag" else None

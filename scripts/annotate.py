@@ -27,6 +27,16 @@ from selfrag.models.loading import ModelSpec
 from selfrag.retrieval.factory import open_retriever
 
 
+def _relative(path: str | None) -> str | None:
+    """`path` relative to the working directory when it lies below it (cards should not name one machine's paths)."""
+    if not path:
+        return path
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def export_dataset(cfg: DictConfig, output_dir: Path, export: Path, stats_md: str) -> None:
     """Copy the generator data and its statistics to `export` and write its card."""
     export.mkdir(parents=True, exist_ok=True)
@@ -45,7 +55,7 @@ def export_dataset(cfg: DictConfig, output_dir: Path, export: Path, stats_md: st
         title="Self-RAG generator training data",
         summary="Instruction/output pairs with reflection tokens and passages inserted offline by the critic "
         "(`scripts/annotate.py`), in the released Self-RAG format `{instruction, input, output, id, dataset_name}`.",
-        base=f"critic `{cfg.critic.name}` (adapter `{cfg.critic.adapter}`) on its base",
+        base=f"critic `{cfg.critic.name}` (adapter `{_relative(cfg.critic.adapter)}`) on its base",
         data=[s.path for s in cfg.sources] + [export / "train.jsonl"],
         command=command_line(),
         sections={"Sources": sources, "Rules": rules, "Statistics": stats_md},

@@ -16,11 +16,12 @@ from selfrag.retrieval.base import Retriever
 log = logging.getLogger(__name__)
 
 
-def prompt_formatter(style: str, tokenizer: Any) -> PromptFormatter:
-    """`auto` picks the tokenizer's chat template when it has one, else the official format."""
+def prompt_formatter(style: str, tokenizer: Any, trained_style: str | None = None) -> PromptFormatter:
+    """`auto` picks the style the model was trained with (`trained_style`, from its model config) when known, else the
+    tokenizer's chat template when it has one, else the official format."""
     template = getattr(tokenizer, "chat_template", None)
     if style == "auto":
-        style = "chat" if template else "selfrag"
+        style = trained_style or ("chat" if template else "selfrag")
     render = None
     if style == "chat" and template:
 
@@ -48,7 +49,7 @@ def build_selfrag(
     tokenizer = load_tokenizer(checkpoint)
     source = f"model {model.name!r} ({checkpoint})"
     reflection_token_ids(tokenizer, source=source)
-    formatter = prompt_formatter(prompt_style, tokenizer)
+    formatter = prompt_formatter(prompt_style, tokenizer, model.prompt)
     log.info("model %s, backend %s, prompt %s", checkpoint, backend, formatter.style)
     engine = make_backend(backend, checkpoint, **backend_options)
     return SelfRAG(engine, tokenizer, decoding, prompt=formatter, retriever=retriever, source=source)

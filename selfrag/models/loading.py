@@ -28,6 +28,8 @@ class ModelSpec:
         adapter: a LoRA adapter directory from `finetune=lora` training (relative paths are relative to the current
             directory); it is merged once into the base given by `path`/`packaged` and the merged checkpoint is
             loaded.
+        prompt: the prompt style the model was fine-tuned with ("selfrag" or "chat"), which `prompt=auto` then
+            uses; None when unknown (auto then picks the tokenizer's chat template if it has one).
     """
 
     name: str
@@ -35,6 +37,7 @@ class ModelSpec:
     packaged: str | None = None
     add_reflection_tokens: bool = False
     adapter: str | None = None
+    prompt: str | None = None
 
 
 def resolve_checkpoint(spec: ModelSpec, *, cache_dir: Path | None = None) -> str:
