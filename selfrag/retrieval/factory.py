@@ -18,7 +18,7 @@ from selfrag.io import InputError
 from selfrag.models.packaged import cache_root
 from selfrag.retrieval.base import Retriever
 from selfrag.retrieval.corpus import corpus_fingerprint, iter_corpus
-from selfrag.retrieval.store import read_meta, write_meta
+from selfrag.retrieval.store import META_FILE, read_meta, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,16 @@ def cached_index_dir(kind: str, corpus_path: str | Path, options: dict[str, Any]
     return cache_root() / "indexes" / name
 
 
+def _point_at_corpus(index_dir: Path, corpus_path: Path) -> None:
+    """A cached index is found by its corpus's *content* fingerprint, so it may have been built from a copy of this
+    corpus at another path (since moved or deleted): record the path in use now. The passage store still checks the
+    fingerprint when it loads the corpus."""
+    for meta_path in index_dir.rglob(META_FILE):
+        meta = read_meta(meta_path.parent)
+        if "corpus_path" in meta and Path(meta["corpus_path"]).resolve() != corpus_path.resolve():
+            write_meta(meta_path.parent, {**meta, "corpus_path": str(corpus_path.resolve())})
+
+
 def open_retriever(
     kind: str,
     *,
@@ -89,6 +99,8 @@ def open_retriever(
         if not (index_dir / "meta.json").is_file():
             log.info("building a %s index of %s into %s (once)", kind, corpus_path, index_dir)
             build_index(kind, corpus_path, index_dir, options)
+        else:
+            _point_at_corpus(index_dir, Path(corpus_path))
     index_dir = Path(index_dir)
     retriever = _open(kind, index_dir, options)
     if options.get("cache"):

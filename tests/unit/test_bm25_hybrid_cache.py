@@ -267,3 +267,22 @@ def test_fingerprint_follows_meta_parts_and_settings(corpus, tmp_path):
     build_bm25_index(corpus, hybrid / "bm25", b=0.5)
     assert index_fingerprint(hybrid) != before
     assert json.loads((hybrid / "meta.json").read_text())["kind"] == "hybrid"
+
+
+def test_cached_index_follows_a_moved_copy_of_its_corpus(tmp_path, monkeypatch):
+    """Auto-built indexes are cached by corpus *content*: a copy of the corpus at a new path (the old one deleted)
+    reuses the index and reads its passages from the new path."""
+    from selfrag.retrieval.factory import open_retriever
+    from tests.helpers import write_tsv_corpus
+
+    monkeypatch.setenv("SELFRAG_CACHE", str(tmp_path / "cache"))
+    rows = [("p1", "alice is a singer from paris .", "alice"), ("p2", "bob was born in london .", "bob")]
+    first = write_tsv_corpus(tmp_path / "a.tsv", rows)
+    options = {"bm25": {"k1": 1.5, "b": 0.75, "method": "lucene"}}
+    found = open_retriever("bm25", index_dir=None, corpus_path=first, options=options).batch_search(["bob"], 1)
+    assert found[0][0].id == "p2"
+    first.unlink()
+    second = write_tsv_corpus(tmp_path / "b.tsv", rows)
+    found = open_retriever("bm25", index_dir=None, corpus_path=second, options=options).batch_search(["alice"], 1)
+    assert found[0][0].id == "p1"
+    assert len(list((tmp_path / "cache" / "indexes").iterdir())) == 1  # the one index was reused, not rebuilt
