@@ -28,21 +28,18 @@ the environment sets them).
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
 import math
 import os
 import platform
-import resource
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rss import PeakMemory, reset_peak  # benchmarks/rss.py (this folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Corpus rows per brute-force matrix product: bounds the score block to queries x chunk floats (~260 MB at 1000).
@@ -51,62 +48,6 @@ BRUTE_FORCE_CHUNK = 65_536
 TARGET_SPEEDUP = 10.0
 #: ... at this recall@k or better.
 TARGET_RECALL = 0.95
-
-
-# --- memory -----------------------------------------------------------------------------------------------------
-
-
-def _status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM) to the current RSS; False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _release_freed_memory() -> None:
-    """Hand memory freed by earlier phases back to the OS (glibc keeps it resident otherwise, and a later phase that
-    reuses it would show no RSS growth)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: RSS readings may then under-count reused memory
-        pass
-
-
-class PeakMemory:
-    """Peak resident memory added since the `with` block began, in MB (`mb()`, readable inside the block)."""
-
-    def __enter__(self) -> PeakMemory:
-        _release_freed_memory()
-        self.exact = _reset_peak()
-        self.start_kb = (_status_kb("VmRSS") if self.exact else None) or _maxrss_kb()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def mb(self) -> float:
-        peak = (_status_kb("VmHWM") if self.exact else None) or _maxrss_kb()
-        return max(0, peak - self.start_kb) / 1024
-
-
-def _maxrss_kb() -> int:
-    usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return usage // 1024 if sys.platform == "darwin" else usage  # bytes on macOS, KiB on Linux
 
 
 # --- data -------------------------------------------------------------------------------------------------------
@@ -318,7 +259,7 @@ def faiss_synthetic(
                      "ef_construction": ef_construction, "pq_m": pq_m, "repeats": repeats, "threads": threads},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "numpy": np.__version__, "faiss": faiss.__version__, "faiss_threads": faiss.omp_get_max_threads(),
-                    "memory_peak_exact": _reset_peak()},
+                    "memory_peak_exact": reset_peak()},
         "rows": rows,
         "target": {"speedup_vs_numpy": TARGET_SPEEDUP, "recall": TARGET_RECALL, "met": best is not None,
                    "best": best and f"{best['method']} {best['params']}"},

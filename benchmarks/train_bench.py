@@ -25,13 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from rss import maxrss_kb, reset_peak, status_kb  # benchmarks/rss.py (this folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data/selfrag_train/selfrag_train_sample50.jsonl"
@@ -105,17 +106,6 @@ def _load_dataset(model: str, data: Path, max_length: int, cache: Path) -> tuple
 # --- measurement (worker processes) -----------------------------------------------------------------------------------
 
 
-def _status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 class _PeakMemory:
     """Peak memory a way adds: CUDA allocator peak on GPU, else peak RSS over the RSS at `start()` (in MB)."""
 
@@ -129,19 +119,15 @@ class _PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.base_kb = torch.cuda.memory_allocated() / 1024
             return
-        try:  # reset the kernel's high-water mark to the current RSS (Linux), so earlier peaks do not count
-            with open("/proc/self/clear_refs", "w") as handle:
-                handle.write("5")
-        except OSError:
-            pass
-        self.base_kb = _status_kb("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        reset_peak()  # the kernel's high-water mark restarts at the current RSS (Linux): earlier peaks do not count
+        self.base_kb = status_kb("VmRSS") or maxrss_kb()
 
     def peak_mb(self) -> float:
         import torch
 
         if self.cuda:
             return (torch.cuda.max_memory_allocated() / 1024 - self.base_kb) / 1024
-        peak = _status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = status_kb("VmHWM") or maxrss_kb()
         return max(0.0, peak - self.base_kb) / 1024
 
 
