@@ -15,14 +15,13 @@ Formats are recognised by their fields:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from selfrag.inputs import NUMERIC_LABELS, passages_from_row
+from selfrag.inputs import NUMERIC_LABELS, gold_strings, passages_from_row
 from selfrag.io import InputError, iter_jsonl
 from selfrag.prompts import format_instruction
 from selfrag.tokens import strip_reflection
@@ -52,15 +51,9 @@ class SeedExample:
     passages: tuple[Passage, ...] = ()
 
 
-def _answers(value: Any, where: str) -> tuple[str, ...]:
-    if isinstance(value, str):  # some official files store the list as a JSON string
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            value = [value]
-    if not isinstance(value, list) or not all(isinstance(a, str | int | float) for a in value):
-        raise InputError(f"{where}: answers must be a list of strings")
-    answers = tuple(str(a).strip() for a in value if str(a).strip())
+def _answers(row: dict[str, Any], where: str) -> tuple[str, ...]:
+    """The row's gold answers (`selfrag.inputs.gold_strings`), stripped, blank ones dropped."""
+    answers = tuple(a.strip() for a in gold_strings(row, ("answers", "golden_answers"), where=where) if a.strip())
     if not answers:
         raise InputError(f"{where}: the answer list is empty; drop the row or give at least one answer")
     return answers
@@ -92,12 +85,9 @@ def seed_from_row(row: dict[str, Any], dataset: str, *, where: str, default_id: 
         # The answer is checked by its text (a bare letter would "occur" in any passage with a "c" in it); the output
         # gives both, as the ARC scorer accepts "C: text".
         return SeedExample(row_id, dataset, instruction, f"{key}: {text}", answers=(text,))
-    if "answers" in row:
-        answers = _answers(row["answers"], where)
-    elif "golden_answers" in row:
-        answers = _answers(row["golden_answers"], where)
-    else:
+    if "answers" not in row and "golden_answers" not in row:
         raise InputError(f"{where}: a question row needs `answers` or `golden_answers`")
+    answers = _answers(row, where)
     passages = passages_from_row(row, where, row_id)
     return SeedExample(
         row_id, dataset, question, answers[0], answers=answers, subject=str(row.get("s_wiki_title") or ""),

@@ -7,7 +7,8 @@ as in the reference code), PubHealth `claim`, Bio `topic` (prompted as "Tell me 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,26 @@ def iter_queries(path: str | Path, task: str, *, limit: int | None = None) -> It
         seen.add(query.id)
         count += 1
         yield query
+
+
+def gold_strings(row: Mapping[str, Any], keys: Sequence[str], *, where: str) -> tuple[str, ...]:
+    """The gold answer strings of a row: the first of `keys` present, as a list, a JSON-encoded list (PopQA's HF
+    release stores `possible_answers` that way) or a single string.
+
+    Raises:
+        InputError: none of `keys` is present, or the value is empty or not strings.
+    """
+    key = next((k for k in keys if row.get(k) not in (None, "", [])), None)
+    if key is None:
+        raise InputError(f"{where}: no gold answers; expected one of the fields {list(keys)} with a list of strings")
+    value = row[key]
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise InputError(f"{where}: `{key}` looks like a JSON list but does not parse; fix the row") from None
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str | int | float) for v in value):
+        raise InputError(f"{where}: `{key}` must be a non-empty list of strings, got {value!r}")
+    return tuple(str(v) for v in value)

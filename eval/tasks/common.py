@@ -1,11 +1,11 @@
-"""What every task module shares: the `Task` contract, reading the answer text of a prediction row, reading lists of
-gold strings from input rows, and averaging per-question scores (with `Unavailable` passed through, never averaged).
+"""What every task module shares: the `Task` contract, reading the answer text of a prediction row, and averaging
+per-question scores (with `Unavailable` passed through, never averaged). Gold strings are read from input rows by
+`selfrag.inputs.gold_strings`, which the critic's seed reader uses too.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from eval.components import Unavailable
@@ -54,29 +54,6 @@ def prediction_text(prediction: Mapping[str, Any]) -> str:
         return strip_reflection(output)
     raise InputError(f"prediction {prediction.get('id')!r}: no `answer` or `output` string; "
                      "is this a predictions.jsonl written by `infer`?")
-
-
-def gold_strings(row: Mapping[str, Any], keys: Sequence[str], *, where: str) -> tuple[str, ...]:
-    """The gold answer strings of a row: the first of `keys` present, as a list, a JSON-encoded list (PopQA's HF
-    release stores `possible_answers` that way) or a single string.
-
-    Raises:
-        InputError: none of `keys` is present, or the value is empty or not strings.
-    """
-    key = next((k for k in keys if row.get(k) not in (None, "", [])), None)
-    if key is None:
-        raise InputError(f"{where}: no gold answers; expected one of the fields {list(keys)} with a list of strings")
-    value = row[key]
-    if isinstance(value, str) and value.lstrip().startswith("["):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise InputError(f"{where}: `{key}` looks like a JSON list but does not parse; fix the row") from None
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str | int | float) for v in value):
-        raise InputError(f"{where}: `{key}` must be a non-empty list of strings, got {value!r}")
-    return tuple(str(v) for v in value)
 
 
 def mean_scores(per_question: Mapping[str, Scores] | Iterable[Scores]) -> dict[str, Any]:

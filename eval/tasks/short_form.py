@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from eval.metrics import exact_match, f1, match, match_original
-from eval.tasks.common import Scores, gold_strings, mean_scores, prediction_text
+from eval.tasks.common import Scores, mean_scores, prediction_text
+from selfrag.inputs import gold_strings
 
 
 class ShortFormQA:
