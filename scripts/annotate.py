@@ -24,7 +24,7 @@ from selfrag.artifacts import command_line, write_card
 from selfrag.cli import run_or_exit
 from selfrag.io import read_jsonl, write_text_atomic
 from selfrag.models.loading import ModelSpec
-from selfrag.retrieval.factory import open_retriever
+from selfrag.retrieval.factory import open_configured_retriever
 
 
 def _relative(path: str | None) -> str | None:
@@ -68,10 +68,8 @@ def run(cfg: DictConfig) -> Path:
     seeds = read_source_list(OmegaConf.to_container(cfg.sources, resolve=True))
     search = None
     if not cfg.use_ctxs:
-        options = OmegaConf.to_container(cfg.retriever, resolve=True)
-        kind = options.pop("name")
-        index_dir = options.pop("index_dir", None)
-        search = open_retriever(kind, index_dir=index_dir, corpus_path=cfg.corpus.path, options=options).batch_search
+        settings = OmegaConf.to_container(cfg.retriever, resolve=True)
+        search = open_configured_retriever(settings, cfg.corpus.path).batch_search
     backend = OmegaConf.to_container(cfg.backend, resolve=True)
     critic = open_critic(ModelSpec(**OmegaConf.to_container(cfg.critic, resolve=True)), backend.pop("name"), backend)
     annotator = Annotator(critic, search, k=cfg.k, rules=PassageRules(tuple(cfg.passage_order)),

@@ -16,13 +16,13 @@ from tqdm import tqdm
 from selfrag.cli import run_or_exit
 from selfrag.io import InputError, iter_jsonl, write_text_atomic
 from selfrag.retrieval.evaluation import answer_recall
-from selfrag.retrieval.factory import open_retriever
+from selfrag.retrieval.factory import open_configured_retriever
 
 
 def run(cfg: DictConfig) -> dict:
     """Retrieve max(ks) passages per question, score recall@k, write and return the metrics."""
-    options = OmegaConf.to_container(cfg.retriever, resolve=True)
-    kind = options.pop("name")
+    settings = OmegaConf.to_container(cfg.retriever, resolve=True)
+    kind = settings["name"]
     if kind == "none":
         raise InputError("retriever=none retrieves nothing; choose bm25, dense or hybrid")
     questions, answers = [], []
@@ -34,8 +34,7 @@ def run(cfg: DictConfig) -> dict:
             raise InputError(f"{cfg.data.path}:{line_no}: needs `question` and a `{cfg.data.answers_field}` list")
         questions.append(row["question"])
         answers.append([str(a) for a in golds])
-    retriever = open_retriever(kind, index_dir=options.pop("index_dir", None), corpus_path=cfg.corpus.path,
-                               options={**options, "cache": False})
+    retriever = open_configured_retriever({**settings, "cache": False}, cfg.corpus.path)
     k = max(cfg.ks)
     ranked = []
     started = time.perf_counter()

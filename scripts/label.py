@@ -21,7 +21,7 @@ from critic.labelling import label_seeds, read_labelled
 from critic.sources import read_source_list
 from selfrag.cli import run_or_exit
 from selfrag.io import InputError, append_jsonl, write_jsonl_atomic, write_text_atomic
-from selfrag.retrieval.factory import open_retriever
+from selfrag.retrieval.factory import open_configured_retriever
 
 
 def build_teacher(cfg: DictConfig) -> Any:
@@ -42,12 +42,9 @@ def build_teacher(cfg: DictConfig) -> Any:
 def run(cfg: DictConfig) -> Path:
     output_dir = Path(cfg.output_dir)
     seeds = read_source_list(OmegaConf.to_container(cfg.sources, resolve=True))
-    options = OmegaConf.to_container(cfg.retriever, resolve=True)
-    kind = options.pop("name")
-    index_dir = options.pop("index_dir", None)
     retriever = None
     if any(not s.passages for s in seeds):
-        retriever = open_retriever(kind, index_dir=index_dir, corpus_path=cfg.corpus.path, options=options)
+        retriever = open_configured_retriever(OmegaConf.to_container(cfg.retriever, resolve=True), cfg.corpus.path)
 
     def find_passages(batch):
         return retriever.batch_search([s.instruction for s in batch], cfg.k)

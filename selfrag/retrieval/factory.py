@@ -114,6 +114,15 @@ def open_retriever(
     return retriever
 
 
+def open_configured_retriever(settings: dict[str, Any], corpus_path: str | Path | None) -> Retriever:
+    """Open the retriever a `retriever` config group describes: its `name`, `index_dir` (null: built once into the
+    cache from `corpus_path`) and the kind's options (see `open_retriever`)."""
+    options = dict(settings)
+    kind = options.pop("name")
+    index_dir = options.pop("index_dir", None)
+    return open_retriever(kind, index_dir=index_dir, corpus_path=corpus_path, options=options)
+
+
 def _open(kind: str, index_dir: Path, options: dict[str, Any]) -> Retriever:
     read_meta(index_dir, kind=kind)
     if kind == "bm25":
