@@ -12,7 +12,6 @@ card). Resumable: a re-run with the same output_dir continues from the last chec
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from critic.agreement import format_agreement
 from critic.critic_model import open_critic
 from critic.evaluation import confusion_markdown, evaluate_critic
-from selfrag.artifacts import command_line, training_curve, write_card
+from selfrag.artifacts import command_line, export_artifact, training_curve, write_card
 from selfrag.cli import run_or_exit
 from selfrag.io import read_jsonl, write_text_atomic
 from selfrag.models.loading import ModelSpec, resolve_checkpoint
@@ -78,11 +77,7 @@ def run(cfg: DictConfig) -> Path:
         sections=sections,
     )
     if cfg.export_dir:
-        export = Path(cfg.export_dir)
-        if export.exists():
-            shutil.rmtree(export)
-        shutil.copytree(result.final_dir, export)
-        print(f"exported: {export}")
+        export_artifact(result.final_dir, Path(cfg.export_dir))
     print(f"critic: {result.final_dir}")
     return result.final_dir
 

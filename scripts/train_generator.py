@@ -16,7 +16,6 @@ re-run with the same output_dir continues from the last checkpoint, or returns a
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from selfrag.artifacts import command_line, file_sha256, training_curve, write_card
+from selfrag.artifacts import command_line, export_artifact, file_sha256, training_curve, write_card
 from selfrag.cli import run_or_exit
 from selfrag.io import InputError, write_text_atomic
 from selfrag.models.loading import ModelSpec, resolve_checkpoint
@@ -56,13 +55,6 @@ def _data_section(files: TrainingFiles) -> str:
 
 def _file_records(paths: list[Path]) -> list[dict[str, str]]:
     return [{"path": str(path), "sha256": file_sha256(path)} for path in paths]
-
-
-def _export(final_dir: Path, export: Path) -> None:
-    if export.exists():
-        shutil.rmtree(export)
-    shutil.copytree(final_dir, export)
-    print(f"exported: {export}")
 
 
 def run(cfg: DictConfig) -> Path:
@@ -138,7 +130,7 @@ def run(cfg: DictConfig) -> Path:
         },
     )
     if cfg.export_dir:
-        _export(result.final_dir, Path(cfg.export_dir))
+        export_artifact(result.final_dir, Path(cfg.export_dir))
     print(f"generator: {result.final_dir}" + (f" (eval loss {eval_loss:.4f})" if eval_loss is not None else ""))
     return result.final_dir
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,3 +76,13 @@ def training_curve(history: Sequence[dict[str, Any]]) -> str:
     if evals:
         lines += ["", "eval loss: " + ", ".join(f"step {h['step']}: {h['eval_loss']:.4f}" for h in evals)]
     return "\n".join(lines)
+
+
+def export_artifact(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Replace `target` with a copy of the directory `source` (a trained model with its card); return `target`."""
+    target = Path(target)
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    print(f"exported: {target}")
+    return target
