@@ -156,6 +156,25 @@ def tokenizer_with_reflection_tokens():
     return tokenizer
 
 
+#: Three PopQA-style questions in the official eval format: two with static passages (`ctxs`), one without.
+POPQA_ROWS = (
+    {"id": 1, "question": "who is alice ?", "answers": ["singer"],
+     "ctxs": [{"id": "a1", "title": "alice", "text": "alice is a singer from paris .", "score": "1.2"},
+              {"id": "b1", "title": "bob", "text": "bob was born in london .", "score": "0.7"}]},
+    {"id": 2, "question": "who is carol ?", "answers": ["politician"],
+     "ctxs": [{"id": "c1", "title": "carol", "text": "carol is a politician .", "score": "1.0"}]},
+    {"id": 3, "question": "what is the capital of france ?", "answers": ["paris"], "ctxs": []},
+)
+
+
+def write_jsonl(path, rows):
+    """Write `rows` as a jsonl file; return the path."""
+    import json
+
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
 def write_tsv_corpus(path, rows):
     """Write (id, text, title) rows as a DPR-layout corpus (header row, tab-separated); return the path."""
     path.write_text("id\ttext\ttitle\n" + "".join(f"{i}\t{text}\t{title}\n" for i, text, title in rows))

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from tests.helpers import run_script
+from tests.helpers import POPQA_ROWS, run_script, write_jsonl
 
 METHOD_OVERRIDES = {
     "selfrag": ["decoding.score_all_paths=true", "batch_size=2"],
@@ -18,16 +18,7 @@ METHOD_OVERRIDES = {
 def runs(tiny_model_dir, tmp_path_factory):
     """One evaluate run per method over the same three PopQA-style questions (the third has no passages)."""
     root = tmp_path_factory.mktemp("evaluate")
-    rows = [
-        {"id": 1, "question": "who is alice ?", "answers": ["singer"],
-         "ctxs": [{"id": "a1", "title": "alice", "text": "alice is a singer from paris .", "score": "1.2"},
-                  {"id": "b1", "title": "bob", "text": "bob was born in london .", "score": "0.7"}]},
-        {"id": 2, "question": "who is carol ?", "answers": ["politician"],
-         "ctxs": [{"id": "c1", "title": "carol", "text": "carol is a politician .", "score": "1.0"}]},
-        {"id": 3, "question": "what is the capital of france ?", "answers": ["paris"], "ctxs": []},
-    ]
-    data = root / "popqa.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_jsonl(root / "popqa.jsonl", POPQA_ROWS)
     common = ["model=custom", f"model.path={tiny_model_dir}", "prompt=selfrag", "backend=hf", f"data.path={data}",
               "task=popqa", "decoding.ndocs=2", "decoding.max_new_tokens=20"]
     out = {"common": common, "root": root}

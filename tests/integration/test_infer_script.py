@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.helpers import run_script
+from tests.helpers import POPQA_ROWS, run_script, write_jsonl
 
 
 def infer(*overrides, check=True):
@@ -13,17 +13,7 @@ def infer(*overrides, check=True):
 
 @pytest.fixture()
 def popqa_file(tmp_path):
-    rows = [
-        {"id": 1, "question": "who is alice ?", "answers": ["singer"],
-         "ctxs": [{"id": "a1", "title": "alice", "text": "alice is a singer from paris .", "score": "1.2"},
-                  {"id": "b1", "title": "bob", "text": "bob was born in london .", "score": "0.7"}]},
-        {"id": 2, "question": "who is carol ?", "answers": ["politician"],
-         "ctxs": [{"id": "c1", "title": "carol", "text": "carol is a politician .", "score": "1.0"}]},
-        {"id": 3, "question": "what is the capital of france ?", "answers": ["paris"], "ctxs": []},
-    ]
-    path = tmp_path / "popqa.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return write_jsonl(tmp_path / "popqa.jsonl", POPQA_ROWS)
 
 
 def _rows(output_dir):
