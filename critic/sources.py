@@ -16,6 +16,7 @@ Formats are recognised by their fields:
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,14 +109,32 @@ def read_seeds(path: str | os.PathLike[str], dataset: str | None = None, *, limi
         yield seed_from_row(row, dataset, where=f"{path}:{line_no}", default_id=str(line_no))
 
 
+def sample_in_order(items: Sequence[SeedExample], size: int, seed: int) -> list[SeedExample]:
+    """A seeded random sample of `size` items (all of them when there are fewer), kept in their original order."""
+    if size >= len(items):
+        return list(items)
+    chosen = sorted(random.Random(seed).sample(range(len(items)), size))
+    return [items[i] for i in chosen]
+
+
 def read_source_list(sources: Sequence[dict[str, Any]]) -> list[SeedExample]:
-    """All seeds of a list of `{path, dataset, limit, offset}` entries (the `sources` key); ids checked unique."""
+    """All seeds of a list of `{path, dataset, limit, offset, sample, seed}` entries (the `sources` key).
+
+    `offset`/`limit` take a slice of the file's rows; `sample` then keeps a random `sample` rows of that slice (seeded
+    by `seed`, default 0; file order kept) — for files sorted by some key, such as PopQA by relation, where a
+    leading slice would cover one relation only. Ids are checked unique across sources.
+    """
     seeds: list[SeedExample] = []
     for j, source in enumerate(sources):
         if "path" not in source:
-            raise InputError(f"sources[{j}] needs a `path` (and optionally dataset, limit)")
-        seeds += read_seeds(source["path"], source.get("dataset"), limit=source.get("limit"),
-                            offset=source.get("offset") or 0)
+            raise InputError(f"sources[{j}] needs a `path` (and optionally dataset, limit, offset, sample, seed)")
+        rows = list(read_seeds(source["path"], source.get("dataset"), limit=source.get("limit"),
+                               offset=source.get("offset") or 0))
+        if source.get("sample") is not None:
+            if int(source["sample"]) < 1:
+                raise InputError(f"sources[{j}].sample must be a positive row count, got {source['sample']!r}")
+            rows = sample_in_order(rows, int(source["sample"]), int(source.get("seed") or 0))
+        seeds += rows
     seen: set[str] = set()
     for seed in seeds:
         if seed.id in seen:

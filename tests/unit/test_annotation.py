@@ -14,7 +14,7 @@ from critic.critic_data import build_critic_data
 from critic.labelling import label_seeds, read_labelled
 from critic.released import parse_output, token_statistics
 from critic.segments import segment_output
-from critic.sources import SeedExample, seed_from_row
+from critic.sources import SeedExample, read_source_list, seed_from_row
 from selfrag import tokens as T
 from selfrag.io import InputError, read_jsonl
 from selfrag.types import Passage
@@ -170,6 +170,25 @@ def test_seed_formats_and_errors():
     with pytest.raises(InputError, match="f:5: answerKey 'E'"):
         seed_from_row({"question": "Q?", "choices": {"text": ["x"], "label": ["A"]}, "answerKey": "E"}, "x",
                       where="f:5", default_id="5")
+
+
+def test_source_list_slices_then_samples_in_file_order(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "question": f"Q{i}?", "answers": [f"a{i}"]}) + "\n"
+                            for i in range(10)))
+    sliced = read_source_list([{"path": str(path), "dataset": "qa", "offset": 2, "limit": 6}])
+    assert [s.id for s in sliced] == [f"qa-{i}" for i in range(2, 8)]
+    sampled = read_source_list([{"path": str(path), "dataset": "qa", "offset": 2, "limit": 6, "sample": 3,
+                                 "seed": 1}])
+    ids = [int(s.id.split("-")[1]) for s in sampled]
+    assert len(ids) == 3 and ids == sorted(ids) and set(ids) <= set(range(2, 8))
+    # the same seed gives the same rows; a sample larger than the slice keeps the whole slice
+    assert sampled == read_source_list([{"path": str(path), "dataset": "qa", "offset": 2, "limit": 6, "sample": 3,
+                                         "seed": 1}])
+    assert read_source_list([{"path": str(path), "dataset": "qa", "sample": 50}]) == \
+        read_source_list([{"path": str(path), "dataset": "qa"}])
+    with pytest.raises(InputError, match=r"sources\[0\].sample must be a positive"):
+        read_source_list([{"path": str(path), "sample": 0}])
 
 
 def test_critic_data_balancing_is_exact():
