@@ -7,8 +7,9 @@ Files of a run directory (besides `predictions.jsonl`, `run_config.json` and `ti
 - `per_question.jsonl`: `{"id": ..., <metric>: value, ...}` per question, in input order (an unavailable metric is
   `{"unavailable": reason}`);
 - `metrics.json`: `task`, `method`, `model`, `model_path`, `n`, `primary_metric`, every metric mean (or
-  `{"unavailable": reason}`), `retrieval_rate`, the settings used (`decoding`, `prompt`, `backend`, `retriever`,
-  `data`) and timing (`seconds` of decoding summed over resumed runs, `questions_per_second`, `load_seconds`);
+  `{"unavailable": reason}`), `retrieval_rate`, for Self-RAG `well_formed` (eval.wellformed), the settings used
+  (`decoding`, `prompt`, `backend`, `retriever`, `data`) and timing (`seconds` of decoding summed over resumed
+  runs, `questions_per_second`, `load_seconds`);
 - `report.md`: the same for a reader, with a few example answers.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 from eval.components import Unavailable
 from eval.stats import align, metric_scores, paired_bootstrap, win_loss
 from eval.tasks import Scores, Task, jsonable
+from eval.wellformed import well_formed_summary
 from selfrag.decoding.run import PREDICTIONS, DecodeSettings
 from selfrag.io import InputError, read_jsonl, write_jsonl_atomic, write_text_atomic
 
@@ -73,6 +75,7 @@ def metrics_record(
         "primary_metric": task.metrics[0],
         **means,
         "retrieval_rate": retrieval_rate(rows),
+        **({"well_formed": well_formed_summary(rows)} if method == "selfrag" else {}),
         "decoding": decoding_record(method, settings),
         "prompt": settings.prompt_style,
         "backend": settings.backend,
@@ -108,6 +111,8 @@ def report_markdown(
         f"- data: {record['data']['path']} ({record['n']} questions; gold {record['data']['gold']})",
         f"- prompt {record['prompt']}, backend {record['backend']}, retriever {record['retriever']}",
         f"- retrieval rate: {record['retrieval_rate']:.1%}",
+        *([f"- well-formed reflection tokens: {record['well_formed']['chosen']:.1%} of chosen answers, "
+           f"{record['well_formed']['candidates']:.1%} of all candidates"] if "well_formed" in record else []),
         f"- decoding time: {record['seconds']:.1f} s" + (f" ({qps:.2f} questions/s)" if qps else "")
         + f", model loading {record['load_seconds']:.1f} s",
         "- decoding settings: " + " ".join(f"{k}={v}" for k, v in record["decoding"].items()),

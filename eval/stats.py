@@ -95,9 +95,7 @@ def paired_bootstrap(
     ids = align(scores_a, scores_b)
     if not ids:
         raise InputError("paired_bootstrap: no questions to compare")
-    if n_resamples < 1 or not 0 < confidence < 1:
-        raise InputError(f"paired_bootstrap: need n_resamples >= 1 and 0 < confidence < 1, "
-                         f"got {n_resamples} and {confidence}")
+    _check_settings("paired_bootstrap", n_resamples, confidence)
     for side, scores in (("a", scores_a), ("b", scores_b)):
         bad = [k for k in ids if not _is_number(scores[k])]
         if bad:
@@ -106,27 +104,63 @@ def paired_bootstrap(
     a = np.array([float(scores_a[k]) for k in ids])
     b = np.array([float(scores_b[k]) for k in ids])
     diff = a - b
-    n = len(ids)
-    rng = np.random.default_rng(seed)
-    block = max(1, _BLOCK_ELEMENTS // n)
-    means = np.empty(n_resamples)
-    for start in range(0, n_resamples, block):
-        stop = min(start + block, n_resamples)
-        means[start:stop] = diff[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
+    means = _resampled_means(diff, n_resamples, seed)
+    low, high = _percentile_interval(means, confidence)
     return BootstrapResult(
-        n=n,
+        n=len(ids),
         mean_a=float(a.mean()),
         mean_b=float(b.mean()),
         difference=float(diff.mean()),
-        ci_low=float(low),
-        ci_high=float(high),
+        ci_low=low,
+        ci_high=high,
         p_value=float(np.mean(means <= 0)),
         confidence=confidence,
         n_resamples=n_resamples,
         seed=seed,
     )
+
+
+def _check_settings(caller: str, n_resamples: int, confidence: float) -> None:
+    if n_resamples < 1 or not 0 < confidence < 1:
+        raise InputError(f"{caller}: need n_resamples >= 1 and 0 < confidence < 1, got {n_resamples} and {confidence}")
+
+
+def _resampled_means(values: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """Means of `n_resamples` bootstrap resamples of `values` (n draws with replacement each), seeded."""
+    n = len(values)
+    rng = np.random.default_rng(seed)
+    block = max(1, _BLOCK_ELEMENTS // n)
+    means = np.empty(n_resamples)
+    for start in range(0, n_resamples, block):
+        stop = min(start + block, n_resamples)
+        means[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+    return means
+
+
+def _percentile_interval(means: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_mean(
+    scores: Mapping[str, float], *, n_resamples: int = 10_000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """(mean, ci_low, ci_high) of one run's per-question scores: the percentile bootstrap interval of the mean,
+    resampled exactly as `paired_bootstrap` resamples differences (so the same seed draws the same questions).
+
+    Raises:
+        InputError: no questions, a non-numeric score, or bad settings.
+    """
+    if not scores:
+        raise InputError("bootstrap_mean: no questions")
+    _check_settings("bootstrap_mean", n_resamples, confidence)
+    bad = [k for k, v in scores.items() if not _is_number(v)]
+    if bad:
+        raise InputError(f"question {bad[0]!r} has a non-numeric score {scores[bad[0]]!r} ({len(bad)} such)")
+    values = np.array([float(v) for v in scores.values()])
+    low, high = _percentile_interval(_resampled_means(values, n_resamples, seed), confidence)
+    return float(values.mean()), low, high
 
 
 def metric_scores(per_question: Mapping[str, Mapping[str, Any]], metric: str) -> dict[str, float]:

@@ -49,7 +49,9 @@ def export_dataset(cfg: DictConfig, output_dir: Path, export: Path, stats_md: st
         f"sentences, shorter than {cfg.min_segment_chars} characters attached to a neighbour (critic/annotate.py)."
     )
     sources = "\n".join(f"- `{Path(s.path).name}` as `{s.get('dataset')}` (offset {s.get('offset') or 0}, "
-                        f"limit {s.get('limit')})" for s in cfg.sources)
+                        f"limit {s.get('limit')}"
+                        + (f", random sample of {s.sample} rows, seed {s.get('seed') or 0}" if s.get("sample") else "")
+                        + ")" for s in cfg.sources)
     write_card(
         export,
         title="Self-RAG generator training data",

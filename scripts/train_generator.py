@@ -33,6 +33,13 @@ from selfrag.training.sft_data import SFTStats, load_sft_dataset, load_training_
 from selfrag.training.trainer import TrainConfig, train
 
 
+def _time_line(stats: dict[str, Any]) -> str:
+    """How long training took, on what: from the trainer's stats (a resumed run counts this process's steps)."""
+    resumed = stats.get("resumed_from_step") or 0
+    return (f"{stats['steps'] - resumed} steps in {stats['seconds'] / 60:.1f} min ({stats['precision']}, "
+            f"{stats['processes']} process(es){f', resumed from step {resumed}' if resumed else ''}).")
+
+
 def _stats_table(stats: dict[str, SFTStats | None]) -> str:
     """Markdown table of SFT data statistics, one row per split."""
     fields = list(SFTStats().to_dict())
@@ -124,7 +131,8 @@ def run(cfg: DictConfig) -> Path:
         sections={
             "Data": _data_section(files),
             "SFT data statistics": _stats_table({"train": train_stats, "dev": dev_stats}),
-            "Training": f"{json.dumps(asdict(config))}\n\n{training_curve(result.history)}",
+            "Training": f"{_time_line(result.stats)}\n\n{json.dumps(asdict(config))}\n\n"
+                        f"{training_curve(result.history)}",
             "Eval loss": (f"{eval_loss:.4f} (mean token cross-entropy on the dev set, supervised positions)"
                           if eval_loss is not None else "no dev set"),
         },

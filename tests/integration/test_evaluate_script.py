@@ -1,4 +1,5 @@
-"""`scripts/evaluate.py`, `compare.py` and `sweep.py` as a user runs them, on the tiny model and a 3-question file."""
+"""`scripts/evaluate.py`, `compare.py`, `results_table.py` and `sweep.py` as a user runs them, on the tiny model and
+a 3-question file."""
 
 import json
 import shutil
@@ -52,6 +53,13 @@ def test_metrics_agree_with_per_question_and_predictions(runs, method):
     for row in predictions:
         assert {"id", "question", "answer", "output", "retrieved", "p_retrieve", "candidates", "docs"} <= set(row)
         assert "[" not in row["answer"]  # reflection tokens stripped
+    if method == "selfrag":  # the grammar check of every candidate (eval.wellformed), counted
+        well_formed = metrics["well_formed"]
+        assert well_formed["n_candidates"] == sum(len(r["candidates"]) for r in predictions)
+        assert sum(well_formed["problems"].values()) == round((1 - well_formed["candidates"]) *
+                                                              well_formed["n_candidates"])
+    else:
+        assert "well_formed" not in metrics
     report = (run / "report.md").read_text()
     assert f"method {method}" in report and "| match (primary) |" in report
     assert "match: " in runs[f"{method}_stdout"]
@@ -103,6 +111,25 @@ def test_compare_writes_a_bootstrap_ci_and_refuses_other_questions(runs, tmp_pat
     proc = run_script("compare", f"a={runs['selfrag']}", f"b={fewer}", f"output_dir={tmp_path / 'bad'}", check=False)
     assert proc.returncode == 2
     assert "error: the two runs cover different questions" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_results_table_lists_every_run_against_the_first(runs, tmp_path):
+    order = ["selfrag", "no_retrieval", "standard_rag"]
+    proc = run_script("results_table", f"runs=[{','.join(str(runs[m]) for m in order)}]", "n_resamples=500",
+                      f"output_dir={tmp_path / 'table'}")
+    rows = json.loads((tmp_path / "table" / "results.json").read_text())
+    assert [r["name"].split(" · ")[0] for r in rows] == order and all(r["n"] == 3 for r in rows)
+    for row, method in zip(rows, order):
+        metrics = json.loads((runs[method] / "metrics.json").read_text())
+        assert row["mean"] == pytest.approx(metrics["match"]) and row["ci"][0] <= row["mean"] <= row["ci"][1]
+        assert row["retrieval_rate"] == metrics["retrieval_rate"]
+    assert rows[0]["vs_reference"] is None
+    assert rows[2]["vs_reference"]["difference"] == pytest.approx(rows[2]["mean"] - rows[0]["mean"])
+    table = (tmp_path / "table" / "results.md").read_text()
+    assert table in proc.stdout and table.count("\n") == 5
+
+    proc = run_script("results_table", f"runs={runs['selfrag']}", f"output_dir={tmp_path / 'bad'}", check=False)
+    assert proc.returncode == 2 and "error: runs must be a list" in proc.stderr
 
 
 def test_sweep_writes_tables_and_plots(runs, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eval.components import Unavailable
-from eval.stats import BootstrapResult, align, metric_scores, paired_bootstrap, win_loss
+from eval.stats import BootstrapResult, align, bootstrap_mean, metric_scores, paired_bootstrap, win_loss
 from selfrag.io import InputError
 
 
@@ -39,6 +39,21 @@ def test_two_questions_interval_by_reasoning():
     # At 40% confidence the interval is the 30th..70th percentiles, which both fall in the 50% mass at 1/2.
     narrow = paired_bootstrap({"x": 1.0, "y": 0.0}, {"x": 0.0, "y": 0.0}, n_resamples=20_000, confidence=0.4)
     assert (narrow.ci_low, narrow.ci_high) == (0.5, 0.5)
+
+
+def test_one_run_mean_interval_by_reasoning():
+    # Scores (1, 0): as above, the resampled means are 0, 1/2, 1 with masses 1/4, 1/2, 1/4.
+    assert bootstrap_mean({"x": 1.0, "y": 0.0}, n_resamples=20_000, seed=3) == (0.5, 0.0, 1.0)
+    assert bootstrap_mean({"x": 1.0, "y": 0.0}, n_resamples=20_000, confidence=0.4) == (0.5, 0.5, 0.5)
+    assert bootstrap_mean(_ids([0.3] * 7), n_resamples=100) == pytest.approx((0.3, 0.3, 0.3))
+    # the same seed draws the same questions as the paired bootstrap of the run against zeros
+    scores = _ids([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.5])
+    paired = paired_bootstrap(scores, dict.fromkeys(scores, 0.0), n_resamples=999, seed=5)
+    assert bootstrap_mean(scores, n_resamples=999, seed=5) == (paired.mean_a, paired.ci_low, paired.ci_high)
+    with pytest.raises(InputError, match="no questions"):
+        bootstrap_mean({})
+    with pytest.raises(InputError, match="question 'q' has a non-numeric score"):
+        bootstrap_mean({"q": Unavailable("no model")})
 
 
 def test_pairing_removes_shared_question_difficulty():
