@@ -7,6 +7,9 @@ is well-formed when it follows the grammar of the training data (the released ro
 - after a passage: `[Relevant]` or `[Irrelevant]` first, then the answer, then (after `[Relevant]`) one IsSup token
   (`[Fully supported]`, `[Partially supported]` or `[No support / Contradictory]`), then `[Utility:k]` last;
 - without a passage: the answer, then `[Utility:k]` last;
+- exactly one IsRel token (after a passage) and none without one; no passage markup (`<paragraph>`, `</paragraph>`)
+  or `[Retrieval]` inside the continuation (short-form decoding never stops for a second retrieval, so one there is
+  a made-up passage);
 - the answer (text with passages and tokens removed) is not empty, there is exactly one utility token and nothing
   but whitespace follows it, and the generation finished (was not cut off by `max_new_tokens`).
 
@@ -27,6 +30,8 @@ from selfrag.prompts import response_text
 
 NOT_FINISHED = "cut off by max_new_tokens"
 NO_ISREL_FIRST = "no IsRel token first after the passage"
+STRAY_PASSAGE = "passage markup or [Retrieval] inside the continuation"
+SEVERAL_ISREL = "more than one IsRel token (or one without a passage)"
 EMPTY_ANSWER = "empty answer"
 NO_ISSUP = "no IsSup token after [Relevant]"
 NO_UTILITY_LAST = "no utility token at the end"
@@ -40,6 +45,10 @@ def candidate_problem(text: str, *, with_passage: bool, finished: bool = True) -
     found = T.find_tokens(text)
     if with_passage and (not found or found[0] not in T.ISREL_GROUP):
         return NO_ISREL_FIRST
+    if any(t in (T.PARAGRAPH_OPEN, T.PARAGRAPH_CLOSE, T.RETRIEVAL) for t in found):
+        return STRAY_PASSAGE
+    if sum(t in T.ISREL_GROUP for t in found) != int(with_passage):
+        return SEVERAL_ISREL
     if not T.strip_reflection(text):
         return EMPTY_ANSWER
     if with_passage and found[0] == T.RELEVANT and not any(t in T.ISSUP_GROUP for t in found):

@@ -48,3 +48,28 @@ def test_shipped_critic_decides_retrieval_on_real_questions():
     ])
     assert [lab.label for lab in labels] == [T.RETRIEVAL, T.NO_RETRIEVAL]
     assert all(0.5 < lab.confidence <= 1.0 for lab in labels)
+
+
+def test_shipped_generator_is_the_default_and_writes_reflection_tokens(tmp_path):
+    """`infer` with no model override decodes with artifacts/selfrag-smollm2-135m, whose continuations follow the
+    reflection-token grammar (eval.wellformed) on real PopQA questions with their own passages."""
+    import json
+
+    pytest.importorskip("gguf")
+    from eval.wellformed import candidate_problem, well_formed_summary
+    from tests.helpers import run_script
+
+    run_script("infer", "data.limit=2", "decoding.ndocs=3", f"output_dir={tmp_path}")
+    config = json.loads((tmp_path / "run_config.json").read_text())
+    assert config["model"]["name"] == "selfrag_smollm2_135m" and config["model"]["prompt"] == "selfrag"
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(len(r["candidates"]) == 3 for r in rows)
+    # the trained model asks for retrieval on these long-tail questions
+    assert all(r["retrieved"] and r["p_retrieve"] > 0.9 for r in rows)
+    # every candidate carries the critique the decoder reads from the generation: IsRel at its first position and
+    # a utility token (these two questions' continuations are half well-formed: on PopQA's first 100 questions
+    # 94% of chosen answers are, README "Results")
+    assert all(c["probs"]["rel"] is not None and c["probs"]["use"] is not None for r in rows for c in r["candidates"])
+    summary = well_formed_summary(rows)
+    assert summary["chosen"] >= 0.5 and summary["candidates"] >= 0.5
+    assert any(candidate_problem(r["output"].split("</paragraph>", 1)[1], with_passage=True) is None for r in rows)
