@@ -90,7 +90,9 @@ def run(cfg: DictConfig) -> Path:
 
     tokenizer = load_training_tokenizer(base)
     encode = {"max_length": config.max_length, "overflow": data["overflow"],
-              "reflection_weight": data["reflection_weight"], "cache_dir": output_dir / "data_cache"}
+              "reflection_weight": data["reflection_weight"],
+              "supervise_close": bool(data.get("supervise_paragraph_close", True)),
+              "cache_dir": output_dir / "data_cache"}
     with state.main_process_first():  # tokenised once, loaded from the cache by the other processes
         train_data, train_stats = load_sft_dataset(files.train, tokenizer, **encode)
         dev_data, dev_stats = load_sft_dataset(files.dev, tokenizer, **encode) if files.dev else (None, None)

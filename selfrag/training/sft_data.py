@@ -93,12 +93,17 @@ def _prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     return ids
 
 
-def supervised_target_mask(target_ids: Sequence[int], open_id: int | None, close_id: int | None) -> list[bool]:
+def supervised_target_mask(
+    target_ids: Sequence[int], open_id: int | None, close_id: int | None, *, supervise_close: bool = True
+) -> list[bool]:
     """For each target token, whether it is trained on: False inside every `<paragraph>...</paragraph>` span.
 
-    Each span is masked on its own, so text and tokens between spans stay supervised; the markup tokens themselves
-    stay supervised (the model must learn to emit `<paragraph>` after `[Retrieval]` and to continue after
-    `</paragraph>`). A span without its `</paragraph>` is masked to the end.
+    Each span is masked on its own, so text and tokens between spans stay supervised. `<paragraph>` stays supervised
+    (the model must learn to emit it after `[Retrieval]`); `</paragraph>` is supervised when `supervise_close` (the
+    reference's choice). With `supervise_close=False` it is masked too: the decoder always writes the close marker
+    itself, and the only context it is ever predicted from is passage text, so a small model trained on it learns
+    "after some text comes `</paragraph>`" and writes stray markers inside its answers. The token after it (IsRel)
+    stays supervised either way. A span without its `</paragraph>` is masked to the end.
     """
     mask = []
     inside = False
@@ -106,7 +111,7 @@ def supervised_target_mask(target_ids: Sequence[int], open_id: int | None, close
         if inside:
             if token == close_id:
                 inside = False
-                mask.append(True)
+                mask.append(supervise_close)
             else:
                 mask.append(False)
         else:
@@ -125,6 +130,7 @@ def _encode(
     max_length: int,
     overflow: str,
     reflection_weight: float | None,
+    supervise_close: bool,
     special: tuple[int | None, int | None, frozenset[int]],
 ) -> tuple[str, dict[str, list] | None]:
     """Encode one row; return (outcome, example or None). See `tokenize_example` for the contract."""
@@ -139,7 +145,7 @@ def _encode(
     prompt = _prompt_ids(tokenizer, official_prompt(instruction, input_text))
     # Tokenised apart from the prompt and concatenated, so the prompt/target boundary is exact by construction.
     target = list(tokenizer(output, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
-    supervised = supervised_target_mask(target, open_id, close_id)
+    supervised = supervised_target_mask(target, open_id, close_id, supervise_close=supervise_close)
     if not any(supervised):
         return _UNSUPERVISED, None
     input_ids = prompt + target
@@ -170,12 +176,14 @@ def tokenize_example(
     max_length: int,
     overflow: str = "truncate",
     reflection_weight: float | None = None,
+    supervise_close: bool = True,
 ) -> dict[str, list] | None:
     """Token ids and labels of one SFT example, or None when it cannot be trained on.
 
     Returns `{"input_ids", "labels"}` (plus `"loss_weights"` when `reflection_weight` is set: that weight at
     supervised reflection-token positions, 1.0 at other supervised positions, 0.0 where the label is -100). Labels are
-    the token ids themselves (not shifted); -100 marks the prompt and the passage contents.
+    the token ids themselves (not shifted); -100 marks the prompt and the passage contents (and each `</paragraph>`
+    unless `supervise_close`; see `supervised_target_mask`).
 
     Returns None for a row with no supervised token, and for a row longer than `max_length` when
     `overflow="drop"` or when truncating it (from the right) leaves nothing supervised.
@@ -184,7 +192,7 @@ def tokenize_example(
         raise InputError(f"overflow={overflow!r}; choose one of {', '.join(OVERFLOW_MODES)}")
     _, example = _encode(
         tokenizer, instruction, input_text, output, max_length=max_length, overflow=overflow,
-        reflection_weight=reflection_weight, special=_special_ids(tokenizer),
+        reflection_weight=reflection_weight, supervise_close=supervise_close, special=_special_ids(tokenizer),
     )
     return example
 
@@ -251,7 +259,13 @@ def _cache_key(paths: Sequence[Path], tokenizer: Any, settings: dict[str, Any]) 
 
 
 def _encode_batch(
-    batch: dict[str, list[str]], *, tokenizer: Any, max_length: int, overflow: str, reflection_weight: float | None
+    batch: dict[str, list[str]],
+    *,
+    tokenizer: Any,
+    max_length: int,
+    overflow: str,
+    reflection_weight: float | None,
+    supervise_close: bool,
 ) -> dict[str, list]:
     """datasets.map worker: encode a batch; dropped rows keep their place (empty) so outcomes can be counted."""
     special = _special_ids(tokenizer)
@@ -263,7 +277,7 @@ def _encode_batch(
     for instruction, input_text, output in zip(batch["instruction"], batch["input"], batch["output"]):
         status, example = _encode(
             tokenizer, instruction, input_text, output, max_length=max_length, overflow=overflow,
-            reflection_weight=reflection_weight, special=special,
+            reflection_weight=reflection_weight, supervise_close=supervise_close, special=special,
         )
         example = example or {"input_ids": [], "labels": [], "loss_weights": []}
         # Position 0 is never predicted (labels are shifted in the loss), so counts start at 1.
@@ -288,6 +302,7 @@ def load_sft_dataset(
     max_length: int,
     overflow: str = "truncate",
     reflection_weight: float | None = None,
+    supervise_close: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     num_proc: int = 1,
 ) -> tuple[datasets.Dataset, SFTStats]:
@@ -324,6 +339,8 @@ def load_sft_dataset(
             raise InputError(f"{path}: no such file; check the training data path")
 
     settings = {"max_length": max_length, "overflow": overflow, "reflection_weight": reflection_weight}
+    if not supervise_close:  # only when set, so caches written before this option existed keep their keys
+        settings["supervise_close"] = False
     key = _cache_key(paths, tokenizer, settings)
     target = Path(cache_dir) / f"sft-{key}" if cache_dir is not None else None
     if target is not None and (target / "sft_stats.json").is_file():
@@ -350,7 +367,7 @@ def load_sft_dataset(
         remove_columns=raw.column_names,
         features=datasets.Features(features),
         fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "overflow": overflow,
-                   "reflection_weight": reflection_weight},
+                   "reflection_weight": reflection_weight, "supervise_close": supervise_close},
         num_proc=num_proc if num_proc > 1 else None,
         # Our own key: datasets would otherwise try (slowly, sometimes in vain) to hash the tokenizer itself.
         new_fingerprint=f"sft-encode-{key}",

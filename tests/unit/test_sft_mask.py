@@ -95,6 +95,15 @@ def test_supervised_target_mask_directly():
     assert supervised_target_mask([5, 6], open_id=None, close_id=None) == [True, True]
 
 
+def test_close_marker_can_be_masked_with_the_passage(tokenizer):
+    """supervise_close=False: each `</paragraph>` joins its span's mask; the IsRel token after it stays trained."""
+    example = tokenize_example(tokenizer, INSTRUCTION, "", TWO_SPANS, max_length=512, supervise_close=False)
+    target = [X if t == "</paragraph>" else t for t in TWO_SPANS_LABELS]
+    assert example["labels"] == [-100] * len(PROMPT) + _ids(tokenizer, target)
+    assert supervised_target_mask([5, 1, 7, 7, 2, 8, 1, 9, 2, 3], open_id=1, close_id=2, supervise_close=False) == [
+        True, True, False, False, False, True, True, False, False, True]
+
+
 def test_loss_weights_on_reflection_tokens(tokenizer):
     example = tokenize_example(tokenizer, INSTRUCTION, "", TWO_SPANS, max_length=512, reflection_weight=2.0)
     expected = [0.0] * len(PROMPT) + [0.0 if t is None else (2.0 if t in REFLECTION else 1.0) for t in TWO_SPANS_LABELS]
@@ -151,6 +160,11 @@ def test_load_sft_dataset_counts_and_caches(tokenizer, tmp_path):
     weighted, _ = load_sft_dataset(data, tokenizer, max_length=24, reflection_weight=3.0, cache_dir=tmp_path / "cache")
     assert "loss_weights" in weighted.column_names
     assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 2
+    # Masking `</paragraph>` is its own cache entry; one close marker survives the cut in each of the two span rows.
+    closed, closed_stats = load_sft_dataset(data, tokenizer, max_length=24, supervise_close=False,
+                                            cache_dir=tmp_path / "cache")
+    assert closed_stats.supervised_tokens == stats.supervised_tokens - 2
+    assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 3
 
 
 def test_missing_key_names_file_and_line(tokenizer, tmp_path):
