@@ -17,12 +17,18 @@ class InputError(ValueError):
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line of a jsonl file.
 
+    A `.json` file holding one JSON list of objects (ALCE's ASQA files, e.g. `asqa_eval_gtr_top100.json`) is read too:
+    the numbers are then 1-based item positions in the list.
+
     Raises:
-        InputError: the file is missing, or a line is not a JSON object (the message names the file and line).
+        InputError: the file is missing, or a line (item) is not a JSON object (the message names the file and line).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file; check the path (e.g. data.path=...)")
+    if path.suffix == ".json":
+        yield from _iter_json_list(path)
+        return
     with path.open(encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
@@ -34,6 +40,20 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
             if not isinstance(row, dict):
                 raise InputError(f"{path}:{line_no}: expected a JSON object per line, got {type(row).__name__}")
             yield line_no, row
+
+
+def _iter_json_list(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}:{err.lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(rows, list):
+        raise InputError(f"{path}: a .json input must hold one list of objects, got {type(rows).__name__}; "
+                         "or write one object per line to a .jsonl file")
+    for item, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise InputError(f"{path}: item {item} of the list is {type(row).__name__}, expected a JSON object")
+        yield item, row
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

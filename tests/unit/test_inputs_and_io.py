@@ -86,3 +86,21 @@ def test_done_ids_survive_a_torn_last_line(tmp_path):
 def test_decoding_config_errors_name_the_key(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DecodingConfig(**kwargs)
+
+
+def test_json_list_files_are_read_like_jsonl(tmp_path):
+    """ALCE ships ASQA as one JSON list (`asqa_eval_gtr_top100.json`): read item by item, errors name the item."""
+    path = tmp_path / "asqa.json"
+    path.write_text(json.dumps([{"id": "a", "question": "Who?"}, {"id": "b", "question": "When?"}], indent=1))
+    queries = list(iter_queries(path, "asqa"))
+    assert [q.id for q in queries] == ["a", "b"] and queries[1].instruction.endswith("When?")
+    assert read_jsonl(path) == [{"id": "a", "question": "Who?"}, {"id": "b", "question": "When?"}]
+    (tmp_path / "obj.json").write_text('{"id": "a"}')
+    with pytest.raises(InputError, match=r"obj.json: a .json input must hold one list of objects, got dict"):
+        read_jsonl(tmp_path / "obj.json")
+    (tmp_path / "item.json").write_text('[{"id": "a"}, 3]')
+    with pytest.raises(InputError, match=r"item.json: item 2 of the list is int"):
+        read_jsonl(tmp_path / "item.json")
+    (tmp_path / "broken.json").write_text('[{"id": "a"},\n {"id": ]')
+    with pytest.raises(InputError, match=r"broken.json:2: not valid JSON"):
+        read_jsonl(tmp_path / "broken.json")
