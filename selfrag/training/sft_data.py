@@ -237,7 +237,12 @@ def _tokenizer_fingerprint(tokenizer: Any) -> str:
     digest = hashlib.sha256(type(tokenizer).__name__.encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        digest.update(backend.to_str().encode())
+        # Padding/truncation are runtime state (set by any padded call), not part of how text maps to ids: left in,
+        # they would give the same data a new cache key.
+        state = json.loads(backend.to_str())
+        state.pop("padding", None)
+        state.pop("truncation", None)
+        digest.update(json.dumps(state, sort_keys=True).encode())
     else:  # a slow tokenizer: fall back to datasets' generic object hash
         from datasets.fingerprint import Hasher
 

@@ -191,3 +191,14 @@ def test_strip_reflection_example():
     stripped = strip_reflection_example(row)
     assert stripped == {**row, "output": "alice is a singer . she is from paris ."}
     assert row["output"] == TWO_SPANS  # the input row is left alone
+
+
+def test_cache_key_ignores_the_tokenizers_padding_state(tmp_path):
+    """A padded call leaves padding/truncation set on a fast tokenizer; the same data must still hit the cache."""
+    tokenizer = tokenizer_with_reflection_tokens()  # its own: the call below changes the tokenizer's state
+    data = _write(tmp_path / "train.jsonl", [{"instruction": INSTRUCTION, "input": "", "output": "yes ."}])
+    load_sft_dataset(data, tokenizer, max_length=24, cache_dir=tmp_path / "cache")
+    tokenizer(["alice", "alice is"], padding=True, truncation=True, max_length=8)
+    assert tokenizer.backend_tokenizer.padding is not None
+    load_sft_dataset(data, tokenizer, max_length=24, cache_dir=tmp_path / "cache")
+    assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 1
