@@ -8,7 +8,7 @@ different questions or drops the ones one run skipped.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -96,13 +96,8 @@ def paired_bootstrap(
     if not ids:
         raise InputError("paired_bootstrap: no questions to compare")
     _check_settings("paired_bootstrap", n_resamples, confidence)
-    for side, scores in (("a", scores_a), ("b", scores_b)):
-        bad = [k for k in ids if not _is_number(scores[k])]
-        if bad:
-            raise InputError(f"run {side}: question {bad[0]!r} has a non-numeric score {scores[bad[0]]!r} "
-                             f"({len(bad)} such); compare a metric that every question has a number for")
-    a = np.array([float(scores_a[k]) for k in ids])
-    b = np.array([float(scores_b[k]) for k in ids])
+    a = _numbers(scores_a, ids, "run a: ")
+    b = _numbers(scores_b, ids, "run b: ")
     diff = a - b
     means = _resampled_means(diff, n_resamples, seed)
     low, high = _percentile_interval(means, confidence)
@@ -118,6 +113,15 @@ def paired_bootstrap(
         n_resamples=n_resamples,
         seed=seed,
     )
+
+
+def _numbers(scores: Mapping[str, Any], ids: Sequence[str], where: str) -> np.ndarray:
+    """The scores of `ids` as an array; InputError (prefixed with `where`) naming the first non-numeric one."""
+    bad = [k for k in ids if not _is_number(scores[k])]
+    if bad:
+        raise InputError(f"{where}question {bad[0]!r} has a non-numeric score {scores[bad[0]]!r} ({len(bad)} such); "
+                         "use a metric that every question has a number for")
+    return np.array([float(scores[k]) for k in ids])
 
 
 def _check_settings(caller: str, n_resamples: int, confidence: float) -> None:
@@ -155,10 +159,7 @@ def bootstrap_mean(
     if not scores:
         raise InputError("bootstrap_mean: no questions")
     _check_settings("bootstrap_mean", n_resamples, confidence)
-    bad = [k for k, v in scores.items() if not _is_number(v)]
-    if bad:
-        raise InputError(f"question {bad[0]!r} has a non-numeric score {scores[bad[0]]!r} ({len(bad)} such)")
-    values = np.array([float(v) for v in scores.values()])
+    values = _numbers(scores, list(scores), "")
     low, high = _percentile_interval(_resampled_means(values, n_resamples, seed), confidence)
     return float(values.mean()), low, high
 
