@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rss import maxrss_kb, reset_peak, status_kb  # benchmarks/rss.py (this folder is on sys.path)
+from rss import PeakMemory  # benchmarks/rss.py (this folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data/selfrag_train/selfrag_train_sample50.jsonl"
@@ -107,7 +107,8 @@ def _load_dataset(model: str, data: Path, max_length: int, cache: Path) -> tuple
 
 
 class _PeakMemory:
-    """Peak memory a way adds: CUDA allocator peak on GPU, else peak RSS over the RSS at `start()` (in MB)."""
+    """Peak memory a way adds: CUDA allocator peak on GPU, else `rss.PeakMemory` (peak RSS over the RSS at `start()`),
+    in MB."""
 
     def __init__(self, cuda: bool) -> None:
         self.cuda = cuda
@@ -119,16 +120,14 @@ class _PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.base_kb = torch.cuda.memory_allocated() / 1024
             return
-        reset_peak()  # the kernel's high-water mark restarts at the current RSS (Linux): earlier peaks do not count
-        self.base_kb = status_kb("VmRSS") or maxrss_kb()
+        self.rss = PeakMemory().__enter__()
 
     def peak_mb(self) -> float:
         import torch
 
         if self.cuda:
             return (torch.cuda.max_memory_allocated() / 1024 - self.base_kb) / 1024
-        peak = status_kb("VmHWM") or maxrss_kb()
-        return max(0.0, peak - self.base_kb) / 1024
+        return self.rss.mb()
 
 
 def _steady(step_tokens: list[int], step_seconds: list[float]) -> dict[str, Any]:
