@@ -2,13 +2,17 @@
 label, with a dev split.
 
 Balancing: within each aspect every label keeps at most `n = min(max_per_label, max_imbalance * rarest)` rows (a
-uniform sample), where `rarest` is the count of the aspect's rarest label that has any rows. So no label outnumbers the
-rarest by more than `max_imbalance`, and an aspect is never cut below its rarest label. The dev split takes the same
-fraction of every (aspect, label) cell. Both use one seeded RNG, so the split is reproducible.
+uniform sample, one seeded RNG), where `rarest` is the count of the aspect's rarest label that has any rows. So no label
+outnumbers the rarest by more than `max_imbalance`, and an aspect is never cut below its rarest label.
+
+The dev split is by question: an item is in dev when the sha256 of its instruction falls in the lowest `dev_fraction`
+of the hash range, so every item of a question (all aspects, all passages) lands on the same side, about that share of
+every (aspect, label) cell goes to dev, and the critic's dev agreement is measured on questions it never trained on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import defaultdict
 from collections.abc import Sequence
@@ -37,6 +41,12 @@ class CriticDataReport:
                         f"{self.train.get(aspect, {}).get(label, 0)} | {self.dev.get(aspect, {}).get(label, 0)} |"
                     )
         return "\n".join(lines)
+
+
+def in_dev_split(question: str, dev_fraction: float) -> bool:
+    """Whether a question belongs to the critic's dev split (module docstring)."""
+    digest = int.from_bytes(hashlib.sha256(question.encode("utf-8")).digest()[:8], "big")
+    return digest / 2**64 < dev_fraction
 
 
 def build_critic_data(
@@ -72,10 +82,11 @@ def build_critic_data(
             chosen = list(per_label.get(label, ()))
             rng.shuffle(chosen)
             chosen = chosen[:cap]
-            n_dev = round(len(chosen) * dev_fraction)
-            dev.extend(critic_example(item, label) for item in chosen[:n_dev])
-            train.extend(critic_example(item, label) for item in chosen[n_dev:])
-            report.dev[aspect][label] = n_dev
-            report.train[aspect][label] = len(chosen) - n_dev
+            held = [item for item in chosen if in_dev_split(item.instruction, dev_fraction)]
+            dev.extend(critic_example(item, label) for item in held)
+            train.extend(critic_example(item, label) for item in chosen if not in_dev_split(item.instruction,
+                                                                                             dev_fraction))
+            report.dev[aspect][label] = len(held)
+            report.train[aspect][label] = len(chosen) - len(held)
     rng.shuffle(train)
     return train, dev, report

@@ -9,9 +9,11 @@ occur as a contiguous run of A's normalised words.
   instruction (the answer can be chosen from the given text, e.g. a multiple-choice option), else `[Retrieval]`.
   For a segment: `[Retrieval]` when the segment states a gold answer the preceding segments do not, else
   `[No Retrieval]`.
-- **isrel**: `[Relevant]` when the passage is about the question's subject (the subject occurs in its title or
-  text; without a known subject, the passage's non-empty title occurs in the instruction) or the passage contains a
-  gold answer; else `[Irrelevant]`.
+- **isrel**: with gold answers, `[Relevant]` exactly when the passage (title and text) contains a gold answer, else
+  `[Irrelevant]`: a passage about the right entity that does not hold the answer does not help answer the question,
+  and this is the fact the generator's IsRel must learn to predict (and what evaluation checks it against). Without
+  gold answers: `[Relevant]` when the passage is about the question's subject (the subject occurs in its title or
+  text; without a known subject, the passage's non-empty title occurs in the instruction), else `[Irrelevant]`.
 - **issup**: the segment's claims are the gold answers it contains. With claims: `[Fully supported]` when the passage
   contains every claim and is about the subject (subject known) , `[Partially supported]` when it contains some claim
   (or all, but is not about the known subject), `[No support / Contradictory]` otherwise. Without claims (the segment
@@ -21,7 +23,11 @@ occur as a contiguous run of A's normalised words.
   most `concise_words` words, `[Utility:4]` when it states one at greater length; `[Utility:3]` when it states none
   but addresses the subject; `[Utility:2]` otherwise.
 
-Items without gold answers are abstained on (None), except issup's word-overlap rule, which needs none.
+The subject is matched with and without a trailing parenthetical disambiguation (PopQA's `s_wiki_title` "Henry
+Feilden (Conservative politician)" is about "Henry Feilden"). Yes/no answers are not grounded in passages (no
+passage "contains" yes): a gold list of only yes/no counts as no gold answers for isrel and issup.
+
+Items without gold answers are abstained on (None), except the rules above that need none.
 """
 
 from __future__ import annotations
@@ -60,6 +66,27 @@ def contains(haystack: str, needle: str) -> bool:
 
 def _any_in(haystack: str, needles: Iterable[str]) -> bool:
     return any(contains(haystack, n) for n in needles)
+
+
+_PARENTHETICAL = re.compile(r"\s*\([^()]*\)\s*$")
+YES_NO = frozenset({"yes", "no"})
+
+
+def subject_names(subject: str) -> tuple[str, ...]:
+    """The names a passage may use for `subject`: itself and, if it ends in a parenthetical, the name without it."""
+    bare = _PARENTHETICAL.sub("", subject).strip()
+    return (subject,) if not bare or bare == subject else (subject, bare)
+
+
+def groundable_answers(answers: Iterable[str]) -> tuple[str, ...]:
+    """Gold answers a passage can contain: all of them unless every one is yes/no (then none)."""
+    answers = tuple(answers)
+    return () if all(normalize(a) in YES_NO for a in answers) else answers
+
+
+def passage_text(evidence) -> str:
+    """A passage as the rules read it: title and text."""
+    return f"{evidence.title}\n{evidence.text}"
 
 
 def content_words(text: str) -> list[str]:
@@ -108,9 +135,9 @@ class AnswerGroundedTeacher:
     def _about_subject(self, item: LabelItem) -> bool | None:
         """Whether the passage is about the item's subject; None when no subject and no passage title are known."""
         assert item.evidence is not None
-        passage = f"{item.evidence.title}\n{item.evidence.text}"
+        passage = passage_text(item.evidence)
         if item.subject:
-            return contains(passage, item.subject)
+            return _any_in(passage, subject_names(item.subject))
         if item.evidence.title:
             return contains(item.instruction, item.evidence.title)
         return None
@@ -118,21 +145,23 @@ class AnswerGroundedTeacher:
     def _isrel(self, item: LabelItem) -> tuple[str, str] | None:
         if item.evidence is None:
             return None
+        answers = groundable_answers(item.answers)
+        if answers:
+            if _any_in(passage_text(item.evidence), answers):
+                return T.RELEVANT, "the passage contains a gold answer"
+            return T.IRRELEVANT, "the passage contains no gold answer"
         about = self._about_subject(item)
+        if about is None:
+            return None
         if about:
             return T.RELEVANT, "the passage is about the question's subject"
-        if not item.answers:
-            return None if about is None else (T.IRRELEVANT, "the passage is not about the question's subject")
-        passage = f"{item.evidence.title}\n{item.evidence.text}"
-        if _any_in(passage, item.answers):
-            return T.RELEVANT, "the passage contains a gold answer"
-        return T.IRRELEVANT, "the passage is not about the subject and contains no gold answer"
+        return T.IRRELEVANT, "the passage is not about the question's subject"
 
     def _issup(self, item: LabelItem) -> tuple[str, str] | None:
         if item.evidence is None:
             return None
-        passage = f"{item.evidence.title}\n{item.evidence.text}"
-        claims = [a for a in item.answers if contains(item.output, a)]
+        passage = passage_text(item.evidence)
+        claims = [a for a in groundable_answers(item.answers) if contains(item.output, a)]
         if claims:
             found = [a for a in claims if contains(passage, a)]
             about = self._about_subject(item) if item.subject else True

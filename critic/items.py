@@ -10,11 +10,31 @@ import random
 from collections.abc import Sequence
 
 from critic.aspects import ISREL, ISSUP, ISUSE, RETRIEVE, LabelItem
+from critic.grounded import contains, groundable_answers
 from critic.sources import SeedExample
 from selfrag.types import Passage
 
 #: What a model that does not know says; used as a utility-1 variant of an output.
 REFUSAL = "I'm sorry, I don't know the answer to that."
+
+
+def is_short_answer(seed: SeedExample) -> bool:
+    """Whether the seed's output is one of its own (passage-groundable) gold answers: a QA row answered in a phrase."""
+    return seed.output in groundable_answers(seed.answers)
+
+
+def output_for_passage(seed: SeedExample, passage: Passage | None) -> str:
+    """The output a row citing `passage` states.
+
+    For a short-answer seed it is the first gold answer (in the data's order) that the passage contains: gold lists
+    hold aliases ("politician", "political leader"), and a generator should learn to answer in the words of the
+    passage it read, which is also what makes the answer checkable against that passage. Otherwise (no passage, no
+    gold answer in it, or a longer output) it is the seed's own output.
+    """
+    if passage is None or not is_short_answer(seed):
+        return seed.output
+    text = f"{passage.title}\n{passage.text}"
+    return next((a for a in seed.answers if contains(text, a)), seed.output)
 
 
 def _item(seed: SeedExample, aspect: str, item_id: str, **fields) -> LabelItem:

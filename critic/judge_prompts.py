@@ -9,7 +9,7 @@ which `critic.parsing.parse_judge_reply` reads back. The labels are the reflecti
 judge's answer needs no mapping before it becomes critic training data.
 
 The item fields are rendered with the critic's own `critic_input`, so the teacher and the critic read an item the same
-way; the rubrics here are longer than the critic's (`critic.prompts.RUBRICS`) because a general-purpose judge needs
+way, except that a judge is not shown the gold answers (it is asked for its own judgement); the rubrics here are longer than the critic's (`critic.prompts.RUBRICS`) because a general-purpose judge needs
 the criteria spelled out. Demonstrations are invented examples, one chat turn pair each: a chat model imitates a
 worked exchange more reliably than examples pasted into one long message.
 """
@@ -236,7 +236,7 @@ def system_prompt(item: LabelItem) -> str:
 def user_message(item: LabelItem) -> str:
     """The item's fields (as the critic reads them) and a one-line reminder of the allowed labels."""
     labels = ", ".join(ASPECT_LABELS[item.aspect])
-    return f"{critic_input(item)}\n\nAnswer with `Label:` (one of {labels}) and `Explanation:`."
+    return f"{critic_input(item, references=False)}\n\nAnswer with `Label:` (one of {labels}) and `Explanation:`."
 
 
 def check_judgeable(item: LabelItem) -> None:

@@ -5,9 +5,10 @@ where the teacher abstained). A line is written whole with one fsync, so a crash
 and a re-run skips every seed already on disk.
 
 Items per seed (see `critic.items`): the instruction-level retrieve decision; for each of the first `k` passages (the
-row's own `ctxs`, else a retriever's top `k` for the instruction) an isrel item and, for each output segment, an issup
-item; a retrieve item for every segment after the first; isuse items for the output and, with `utility_variants`,
-for perturbed outputs (so the critic sees the whole utility scale).
+row's own `ctxs`, else a retriever's top `k` for the instruction) an isrel item and, for each segment of the output
+a row citing that passage would state (`output_for_passage`: a short answer in the passage's words), an issup item;
+a retrieve item for every segment after the first; isuse items for the output and, with `utility_variants`, for
+perturbed outputs (so the critic sees the whole utility scale).
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from critic.aspects import Label, Labeler, LabelItem
-from critic.items import isrel_item, issup_item, isuse_item, retrieve_item, segment_retrieve_item, utility_variants
+from critic.items import (
+    isrel_item,
+    issup_item,
+    isuse_item,
+    output_for_passage,
+    retrieve_item,
+    segment_retrieve_item,
+    utility_variants,
+)
 from critic.segments import segment_output
 from critic.sources import SeedExample
 from selfrag.io import append_jsonl, iter_jsonl, read_done_ids
@@ -43,7 +52,9 @@ def items_for_seed(
     items += [segment_retrieve_item(seed, segments, i) for i in range(1, len(segments))]
     for passage in passages:
         items.append(isrel_item(seed, passage))
-        items += [issup_item(seed, segments, i, passage) for i in range(len(segments))]
+        output = output_for_passage(seed, passage)
+        cited = segments if output == seed.output else [output]
+        items += [issup_item(seed, cited, i, passage) for i in range(len(cited))]
     if other is None:
         items.append(isuse_item(seed))
     else:

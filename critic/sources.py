@@ -118,11 +118,13 @@ def sample_in_order(items: Sequence[SeedExample], size: int, seed: int) -> list[
 
 
 def read_source_list(sources: Sequence[dict[str, Any]]) -> list[SeedExample]:
-    """All seeds of a list of `{path, dataset, limit, offset, sample, seed}` entries (the `sources` key).
+    """All seeds of a list of `{path, dataset, limit, offset, sample, seed, skip_yes_no}` entries (the `sources` key).
 
-    `offset`/`limit` take a slice of the file's rows; `sample` then keeps a random `sample` rows of that slice (seeded
-    by `seed`, default 0; file order kept) — for files sorted by some key, such as PopQA by relation, where a
-    leading slice would cover one relation only. Ids are checked unique across sources.
+    `offset`/`limit` take a slice of the file's rows; `skip_yes_no: true` drops rows whose gold answers are all
+    yes/no (HotpotQA's comparison questions: no passage "contains" yes, so neither a teacher nor a reader can ground
+    them in a passage); `sample` then keeps a random `sample` rows of what is left (seeded by `seed`, default 0; file
+    order kept) — for files sorted by some key, such as PopQA by relation, where a leading slice would cover one
+    relation only. Ids are checked unique across sources.
     """
     seeds: list[SeedExample] = []
     for j, source in enumerate(sources):
@@ -130,6 +132,8 @@ def read_source_list(sources: Sequence[dict[str, Any]]) -> list[SeedExample]:
             raise InputError(f"sources[{j}] needs a `path` (and optionally dataset, limit, offset, sample, seed)")
         rows = list(read_seeds(source["path"], source.get("dataset"), limit=source.get("limit"),
                                offset=source.get("offset") or 0))
+        if source.get("skip_yes_no"):
+            rows = [s for s in rows if not s.answers or any(a.strip().lower() not in ("yes", "no") for a in s.answers)]
         if source.get("sample") is not None:
             if int(source["sample"]) < 1:
                 raise InputError(f"sources[{j}].sample must be a positive row count, got {source['sample']!r}")

@@ -103,8 +103,8 @@ def test_judge_messages_layout():
     assert roles == ["system"] + ["user", "assistant"] * len(DEMONSTRATIONS[ISSUP]) + ["user"]
     assert "[No support / Contradictory]" in messages[0]["content"]
     assert messages[-1]["content"].startswith(
-        "Task instruction: What is the capital of France?\nPreceding sentences: France is in Europe.\n"
-        "Output: It is Paris.\nEvidence: Paris\nParis is the capital of France.\n"
+        "Task instruction: What is the capital of France?\nEvidence: Paris\nParis is the capital of France.\n"
+        "Preceding sentences: France is in Europe.\nOutput: It is Paris.\n"
     )
     # The segment-level retrieve decision has its own rubric and demonstrations.
     whole = judge_messages(LabelItem(RETRIEVE, "q1", "Who is Bob?"))
