@@ -9,9 +9,10 @@ which `critic.parsing.parse_judge_reply` reads back. The labels are the reflecti
 judge's answer needs no mapping before it becomes critic training data.
 
 The item fields are rendered with the critic's own `critic_input`, so the teacher and the critic read an item the same
-way, except that a judge is not shown the gold answers (it is asked for its own judgement); the rubrics here are longer than the critic's (`critic.prompts.RUBRICS`) because a general-purpose judge needs
-the criteria spelled out. Demonstrations are invented examples, one chat turn pair each: a chat model imitates a
-worked exchange more reliably than examples pasted into one long message.
+way, except that a judge is not shown the gold answers (it is asked for its own judgement); the rubrics here are
+longer than the critic's (`critic.prompts.RUBRICS`) because a general-purpose judge needs the criteria spelled out.
+Demonstrations are invented examples, one chat turn pair each: a chat model imitates a worked exchange more reliably
+than examples pasted into one long message.
 """
 
 from __future__ import annotations
