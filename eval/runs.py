@@ -26,7 +26,7 @@ from eval.stats import align, metric_scores, paired_bootstrap, win_loss
 from eval.tasks import Scores, Task, jsonable
 from eval.wellformed import well_formed_summary
 from selfrag.decoding.run import PREDICTIONS, DecodeSettings
-from selfrag.io import InputError, read_jsonl, write_jsonl_atomic, write_text_atomic
+from selfrag.io import InputError, iter_jsonl, read_json, read_jsonl, write_jsonl_atomic, write_text_atomic
 
 PER_QUESTION = "per_question.jsonl"
 METRICS = "metrics.json"
@@ -183,16 +183,25 @@ def load_run(path: str | Path) -> SavedRun:
     if not metrics_path.is_file():
         raise InputError(f"{directory}: not an evaluate run (no {METRICS}); pass the output_dir of scripts/evaluate.py")
     try:
-        metrics = json.loads(metrics_path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"{metrics_path}: not valid JSON ({err.msg}); re-run evaluate to rewrite it") from None
+        metrics = read_json(metrics_path)
+    except InputError as err:
+        raise InputError(f"{err}; re-run evaluate to rewrite it") from None
+    if not isinstance(metrics, dict):
+        raise InputError(f"{metrics_path}: expected a JSON object; re-run evaluate to rewrite it")
     if not (directory / PER_QUESTION).is_file():
         raise InputError(f"{directory}: no {PER_QUESTION}; re-run scripts/evaluate.py with output_dir={directory} "
                          "to rescore it")
     per_question: dict[str, dict[str, Any]] = {}
-    for row in read_jsonl(directory / PER_QUESTION):
+    for line_no, row in iter_jsonl(directory / PER_QUESTION):
         scores = dict(row)
-        per_question[str(scores.pop("id"))] = scores
+        qid = scores.pop("id", None)
+        if not isinstance(qid, str | int) or isinstance(qid, bool):
+            raise InputError(f"{directory / PER_QUESTION}:{line_no}: no usable `id` (got {qid!r}); re-run "
+                             f"scripts/evaluate.py with output_dir={directory} to rescore it")
+        per_question[str(qid)] = scores
+    if not per_question:
+        raise InputError(f"{directory / PER_QUESTION}: no questions; re-run scripts/evaluate.py with "
+                         f"output_dir={directory} to rescore it")
     return SavedRun(directory, metrics, per_question)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from selfrag.io import InputError, iter_jsonl
 from selfrag.prompts import TASKS, format_instruction
 from selfrag.types import Passage, Query
+from selfrag.values import as_int
 
 #: The input field holding the question, in order of preference, per task.
 _QUESTION_FIELDS: dict[str, tuple[str, ...]] = {
@@ -26,7 +27,8 @@ NUMERIC_LABELS = {"1": "A", "2": "B", "3": "C", "4": "D", "5": "E"}
 TRUE_FALSE = ("true", "false")
 
 
-def passages_from_row(row: dict[str, Any], where: str, row_id: str) -> tuple[Passage, ...]:
+def passages_from_row(row: dict[str, Any], where: str, owner: str) -> tuple[Passage, ...]:
+    """The static passages of a row (`ctxs`, or ALCE's `docs`); a passage without an id is named `{owner}#{j}`."""
     raw = row.get("ctxs", row.get("docs")) or []
     if not isinstance(raw, list):
         raise InputError(f"{where}: `ctxs` must be a list of {{title, text}} objects")
@@ -35,15 +37,38 @@ def passages_from_row(row: dict[str, Any], where: str, row_id: str) -> tuple[Pas
         if not isinstance(ctx, dict) or "text" not in ctx:
             raise InputError(f"{where}: ctxs[{j}] must be an object with at least a `text` field")
         score = ctx.get("score")
+        try:
+            score = float(score) if score not in (None, "") else None
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: ctxs[{j}].score must be a number (or absent), got {score!r}") from None
         passages.append(
             Passage(
-                id=str(ctx.get("id", f"{row_id}#{j}")),
+                id=str(ctx.get("id", f"{owner}#{j}")),
                 title=str(ctx.get("title") or ""),
                 text=str(ctx["text"]),
-                score=float(score) if score not in (None, "") else None,
+                score=score,
             )
         )
     return tuple(passages)
+
+
+def row_id(row: Mapping[str, Any], where: str, default: str, *, keys: Sequence[str] = ("id", "q_id")) -> str:
+    """A row's id as a string: the first of `keys` present, else `default` (its line number).
+
+    An id that is present must be a non-empty string or an integer: `"id": null` would otherwise become the id
+    "None" (and two such rows one id), and a float or object has no stable text form.
+
+    Raises:
+        InputError: an id that is null, empty, a bool, a float, a list or an object (naming the file and line).
+    """
+    for key in keys:
+        if key in row:
+            value = row[key]
+            if isinstance(value, str) and value.strip() or isinstance(value, int) and not isinstance(value, bool):
+                return str(value)
+            raise InputError(f"{where}: `{key}` must be a non-empty string or an integer, got {value!r}; fix the "
+                             f"id, or drop the field to use the line number")
+    return default
 
 
 def query_from_row(row: dict[str, Any], task: str, *, where: str, default_id: str) -> Query:
@@ -52,7 +77,7 @@ def query_from_row(row: dict[str, Any], task: str, *, where: str, default_id: st
     question = next((row[f] for f in fields if isinstance(row.get(f), str) and row[f].strip()), None)
     if question is None:
         raise InputError(f"{where}: no question found; task={task} reads the first of the fields {list(fields)}")
-    row_id = str(row.get("id", row.get("q_id", default_id)))
+    qid = row_id(row, where, default_id)
     options = None
     if task == "arc_challenge":
         choices = row.get("choices")
@@ -68,10 +93,10 @@ def query_from_row(row: dict[str, Any], task: str, *, where: str, default_id: st
     if task == "pubhealth":
         options = TRUE_FALSE
     return Query(
-        id=row_id,
+        id=qid,
         question=question,
         instruction=instruction,
-        passages=passages_from_row(row, where, row_id),
+        passages=passages_from_row(row, where, qid),
         options=options,
     )
 
@@ -80,12 +105,12 @@ def iter_queries(path: str | Path, task: str, *, limit: int | None = None) -> It
     """Yield the queries of an input file, at most `limit` of them.
 
     Raises:
-        InputError: unknown task, missing file, malformed line or missing field (naming file and line).
+        InputError: unknown task, a limit that is not an integer >= 1 (or None), missing file, malformed line,
+            missing field or bad id (naming file and line).
     """
     if task not in TASKS:
         raise InputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)} (task=...)")
-    if limit is not None and limit < 0:
-        raise InputError(f"data.limit must be >= 0 or null, got {limit}")
+    as_int(limit, "data.limit", minimum=1, allow_none=True)
     seen: set[str] = set()
     count = 0
     for line_no, row in iter_jsonl(path):

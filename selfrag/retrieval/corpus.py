@@ -5,7 +5,7 @@
   text) is unquoted.
 - jsonl: `{id, title, text}` or `{id, contents}` (pyserini style; `contents` is `title\\ntext` or plain text).
 
-A malformed row stops with one error naming the file and line.
+A malformed row, or a file that is not UTF-8 text, stops with one error naming the file and line.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from selfrag.io import InputError, iter_jsonl
+from selfrag.io import InputError, iter_jsonl, iter_lines
 from selfrag.types import Passage
 
 _DPR_QUOTED = re.compile(r'^"((?:[^"]|"")*)"$', re.DOTALL)
@@ -27,20 +27,20 @@ def _unquote(field: str) -> str:
 
 
 def _iter_tsv(path: Path) -> Iterator[Passage]:
-    with path.open(encoding="utf-8") as handle:
-        header = handle.readline().rstrip("\n").split("\t")
-        if [h.strip().lower() for h in header] != ["id", "text", "title"]:
-            raise InputError(f"{path}:1: expected the header 'id<TAB>text<TAB>title' (DPR psgs_w100.tsv layout), "
-                             f"got {header!r}")
-        for line_no, line in enumerate(handle, start=2):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line:
-                continue
-            fields = line.split("\t")
-            if len(fields) != 3 or not fields[0]:
-                raise InputError(f"{path}:{line_no}: expected 3 tab-separated fields (id, text, title), "
-                                 f"got {len(fields)}")
-            yield Passage(id=fields[0], title=_unquote(fields[2]), text=_unquote(fields[1]))
+    lines = iter_lines(path, what="corpus file")
+    _, first = next(lines, (1, ""))
+    header = first.split("\t")
+    if [h.strip().lower() for h in header] != ["id", "text", "title"]:
+        raise InputError(f"{path}:1: expected the header 'id<TAB>text<TAB>title' (DPR psgs_w100.tsv layout), "
+                         f"got {header!r}")
+    for line_no, line in lines:
+        if not line:
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3 or not fields[0]:
+            raise InputError(f"{path}:{line_no}: expected 3 tab-separated fields (id, text, title), "
+                             f"got {len(fields)}")
+        yield Passage(id=fields[0], title=_unquote(fields[2]), text=_unquote(fields[1]))
 
 
 def _iter_jsonl(path: Path) -> Iterator[Passage]:
@@ -58,16 +58,27 @@ def iter_corpus(path: str | Path) -> Iterator[Passage]:
     """Stream the passages of a `.tsv` or `.jsonl` corpus.
 
     Raises:
-        InputError: missing file, unknown extension, or a malformed row (file and line named).
+        InputError: missing file, unknown extension, text that is not UTF-8, a malformed row (file and line
+            named), or no passages at all.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such corpus file; check corpus.path")
     if path.suffix == ".tsv":
-        return _iter_tsv(path)
+        return _at_least_one(_iter_tsv(path), path)
     if path.suffix in (".jsonl", ".json"):
-        return _iter_jsonl(path)
+        return _at_least_one(_iter_jsonl(path), path)
     raise InputError(f"{path}: unknown corpus format; use a .tsv (id, text, title) or .jsonl file")
+
+
+def _at_least_one(passages: Iterator[Passage], path: Path) -> Iterator[Passage]:
+    # An empty corpus would build an index that finds nothing and "works": refuse it where it is read.
+    count = 0
+    for passage in passages:
+        count += 1
+        yield passage
+    if not count:
+        raise InputError(f"{path}: the corpus holds no passages; check corpus.path")
 
 
 def load_corpus(path: str | Path) -> list[Passage]:
