@@ -12,8 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from selfrag.cli import run_or_exit
 from selfrag.io import InputError
-from selfrag.retrieval.factory import build_index
+from selfrag.retrieval.factory import RETRIEVERS, build_index
 from selfrag.retrieval.store import read_meta
+from selfrag.rundir import claim_output_dir
+from selfrag.values import as_choice, as_str
 
 
 def run(cfg: DictConfig) -> None:
@@ -22,8 +24,10 @@ def run(cfg: DictConfig) -> None:
     kind = options.pop("name")
     if kind == "none":
         raise InputError("retriever=none builds nothing; choose retriever=bm25, dense or hybrid")
+    as_choice(kind, "retriever", RETRIEVERS)
+    output_dir = claim_output_dir(cfg.output_dir)  # released when the process ends
     started = time.perf_counter()
-    index_dir = build_index(kind, cfg.corpus.path, cfg.output_dir, options)
+    index_dir = build_index(kind, as_str(cfg.corpus.path, "corpus.path"), output_dir, options)
     meta = read_meta(index_dir)
     print(f"{kind} index of {meta['passages']} passages built in {time.perf_counter() - started:.1f}s: {index_dir}")
 

@@ -16,14 +16,19 @@ from omegaconf import DictConfig
 from eval.runs import compare_runs, comparison_line, load_run
 from selfrag.cli import run_or_exit
 from selfrag.io import write_jsonl_atomic, write_text_atomic
+from selfrag.rundir import claim_output_dir
+from selfrag.values import as_float, as_int, as_str
 
 
 def run(cfg: DictConfig) -> Path:
     """Write comparison.json and win_loss.jsonl for runs `cfg.a` and `cfg.b`; return the comparison path."""
-    a, b = load_run(cfg.a), load_run(cfg.b)
-    comparison, rows = compare_runs(a, b, metric=cfg.metric, n_resamples=cfg.n_resamples,
-                                    confidence=cfg.confidence, seed=cfg.seed)
-    output_dir = Path(cfg.output_dir)
+    n_resamples = as_int(cfg.n_resamples, "n_resamples", minimum=1)
+    confidence = as_float(cfg.confidence, "confidence", minimum=0.01, maximum=0.999, what="a probability")
+    seed = as_int(cfg.seed, "seed")
+    metric = as_str(cfg.metric, "metric", allow_none=True)
+    a, b = load_run(as_str(cfg.a, "a")), load_run(as_str(cfg.b, "b"))
+    comparison, rows = compare_runs(a, b, metric=metric, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    output_dir = claim_output_dir(cfg.output_dir)  # released when the process ends
     path = output_dir / "comparison.json"
     write_text_atomic(path, json.dumps(comparison, indent=2) + "\n")
     write_jsonl_atomic(output_dir / "win_loss.jsonl", rows)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -16,7 +15,9 @@ from tqdm import tqdm
 from selfrag.cli import run_or_exit
 from selfrag.io import InputError, iter_jsonl, write_text_atomic
 from selfrag.retrieval.evaluation import answer_recall
-from selfrag.retrieval.factory import open_configured_retriever
+from selfrag.retrieval.factory import RETRIEVERS, open_configured_retriever
+from selfrag.rundir import claim_output_dir
+from selfrag.values import as_choice, as_int
 
 
 def run(cfg: DictConfig) -> dict:
@@ -25,27 +26,37 @@ def run(cfg: DictConfig) -> dict:
     kind = settings["name"]
     if kind == "none":
         raise InputError("retriever=none retrieves nothing; choose bm25, dense or hybrid")
+    as_choice(kind, "retriever", RETRIEVERS)
+    limit = as_int(cfg.data.limit, "data.limit", minimum=1, allow_none=True)
+    batch_size = as_int(cfg.batch_size, "batch_size", minimum=1)
+    ks = cfg.ks if OmegaConf.is_list(cfg.ks) and len(cfg.ks) else None
+    if ks is None:
+        raise InputError(f"ks must be a non-empty list of integers >= 1, e.g. ks=[1,5,20], got {cfg.ks!r}")
+    ks = [as_int(k, f"ks[{i}]", minimum=1) for i, k in enumerate(ks)]
     questions, answers = [], []
     for line_no, row in iter_jsonl(cfg.data.path):
-        if cfg.data.limit is not None and len(questions) >= cfg.data.limit:
+        if limit is not None and len(questions) >= limit:
             break
         golds = row.get(cfg.data.answers_field)
         if not isinstance(row.get("question"), str) or not isinstance(golds, list):
             raise InputError(f"{cfg.data.path}:{line_no}: needs `question` and a `{cfg.data.answers_field}` list")
         questions.append(row["question"])
         answers.append([str(a) for a in golds])
+    if not questions:
+        raise InputError(f"{cfg.data.path}: no questions (the file is empty or blank); check data.path")
     retriever = open_configured_retriever({**settings, "cache": False}, cfg.corpus.path)
-    k = max(cfg.ks)
+    k = max(ks)
     ranked = []
     started = time.perf_counter()
-    for start in tqdm(range(0, len(questions), cfg.batch_size), desc=f"retrieving ({kind})", unit="batch"):
-        ranked.extend(retriever.batch_search(questions[start : start + cfg.batch_size], k))
+    for start in tqdm(range(0, len(questions), batch_size), desc=f"retrieving ({kind})", unit="batch"):
+        ranked.extend(retriever.batch_search(questions[start : start + batch_size], k))
     seconds = time.perf_counter() - started
-    recall = answer_recall(ranked, answers, list(cfg.ks))
+    recall = answer_recall(ranked, answers, ks)
     metrics = {"retriever": kind, "data": str(cfg.data.path), "corpus": str(cfg.corpus.path), "n": len(questions),
                **{f"recall@{k}": round(v, 4) for k, v in recall.items()},
                "seconds": round(seconds, 2), "queries_per_second": round(len(questions) / max(seconds, 1e-9), 1)}
-    write_text_atomic(Path(cfg.output_dir) / "recall.json", json.dumps(metrics, indent=2) + "\n")
+    # claimed until the process ends
+    write_text_atomic(claim_output_dir(cfg.output_dir) / "recall.json", json.dumps(metrics, indent=2) + "\n")
     print(" | ".join(f"{key}: {value}" for key, value in metrics.items() if key not in ("data", "corpus")))
     return metrics
 

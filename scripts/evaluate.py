@@ -18,6 +18,7 @@ from eval.components import NLIFactScorer, TransformersNLIScorer
 from eval.runs import METRICS, REPORT, metrics_record, report_markdown, write_scores
 from eval.tasks import format_metrics, get_task, read_golds, score_predictions
 from selfrag.cli import run_or_exit
+from selfrag.decoding.hf_backend import check_device
 from selfrag.decoding.run import (
     RUN_KEYS,
     DecodeSettings,
@@ -28,22 +29,27 @@ from selfrag.decoding.run import (
     summary,
 )
 from selfrag.io import InputError
+from selfrag.rundir import claimed_output_dir
+from selfrag.values import as_choice, as_int, as_str
 
 
 def run(cfg: DictConfig) -> Path:
     """Decode and score `cfg.data.path` into `cfg.output_dir`; return the metrics.json path."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    method = config["method"]
-    if method not in METHODS:
-        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r} (method=...)")
+    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    method = as_choice(config["method"], "method", METHODS)
     settings = DecodeSettings.from_config(config)
-    nli_model = config["scoring"]["nli_model"]
+    examples = as_int(config["summary_examples"], "summary_examples", minimum=0)
+    nli_model = as_str(config["scoring"]["nli_model"], "scoring.nli_model", allow_none=True)
     device = config["scoring"]["device"]
+    if nli_model:
+        if device == "auto":
+            raise InputError("scoring.device must be cpu, cuda, cuda:N or mps, got 'auto'")
+        check_device(device, "scoring.device")
     task = get_task(settings.task,
                     nli=TransformersNLIScorer(nli_model, device=device) if nli_model else None,
                     fact_scorer=NLIFactScorer.from_model_path(nli_model, device=device) if nli_model else None)
     # Golds and queries are read and checked before any model loads: a file without golds fails in a second.
-    gold_path = str(config["data"].get("gold") or settings.data_path)
+    gold_path = str(as_str(config["data"].get("gold"), "data.gold", allow_none=True) or settings.data_path)
     golds = read_golds(task, gold_path)
     queries = settings.read_queries()
     missing = [q.id for q in queries if q.id not in golds]
@@ -54,17 +60,19 @@ def run(cfg: DictConfig) -> Path:
     def open_predictor():
         return SelfRAGPredictor.open(settings) if method == "selfrag" else open_baseline(method, settings)
 
-    output_dir = Path(cfg.output_dir)
-    result = decode_file(queries, open_predictor, output_dir, settings=run_settings(config, (*RUN_KEYS, "method")),
-                         batch_size=settings.batch_size, desc=f"decoding ({method})")
-    per_question = score_predictions(task, result.rows, golds)
-    timing = read_timing(output_dir)
-    record = metrics_record(task, per_question, result.rows, method=method, settings=settings, gold_path=gold_path,
-                            seconds=result.total_seconds, decoded=result.total_decoded,
-                            load_seconds=float(timing["load_seconds"]))
-    write_scores(output_dir, per_question, record,
-                 report_markdown(record, result.rows, per_question, examples=cfg.summary_examples))
-    print(summary(result.rows, result.seconds, result.decoded, cfg.summary_examples))
+    # Claimed through scoring, not only decoding: metrics.json and report.md have one writer too.
+    with claimed_output_dir(cfg.output_dir) as output_dir:
+        result = decode_file(queries, open_predictor, output_dir,
+                             settings=run_settings(config, (*RUN_KEYS, "method")), batch_size=settings.batch_size,
+                             desc=f"decoding ({method})")
+        per_question = score_predictions(task, result.rows, golds)
+        timing = read_timing(output_dir)
+        record = metrics_record(task, per_question, result.rows, method=method, settings=settings,
+                                gold_path=gold_path, seconds=result.total_seconds, decoded=result.total_decoded,
+                                load_seconds=float(timing["load_seconds"]))
+        write_scores(output_dir, per_question, record,
+                     report_markdown(record, result.rows, per_question, examples=examples))
+    print(summary(result.rows, result.seconds, result.decoded, examples))
     print(f"\n{task.name} / {method}:")
     print(format_metrics(task.aggregate(per_question)))
     print(f"retrieval_rate: {record['retrieval_rate']:.4f}")

@@ -18,33 +18,41 @@ from tqdm import tqdm
 from selfrag.cli import run_or_exit
 from selfrag.inputs import query_from_row
 from selfrag.io import InputError, iter_jsonl, write_jsonl_atomic
-from selfrag.retrieval.factory import open_retriever
+from selfrag.prompts import TASKS
+from selfrag.retrieval.factory import RETRIEVERS, open_retriever
+from selfrag.rundir import claim_output_dir
+from selfrag.values import as_choice, as_int, as_str
 
 
 def run(cfg: DictConfig) -> Path:
     """Write `output_dir/retrieved.jsonl`; return its path."""
     options = OmegaConf.to_container(cfg.retriever, resolve=True)
-    kind = options.pop("name")
+    kind = as_choice(options.pop("name"), "retriever", RETRIEVERS)
     options.pop("index_dir", None)
-    k = int(options.get("k") or 0)
-    if k < 1:
-        raise InputError(f"retriever.k must be >= 1, got {cfg.retriever.k}")
+    k = as_int(options.get("k"), "retriever.k", minimum=1)
+    batch_size = as_int(cfg.batch_size, "batch_size", minimum=1)
+    limit = as_int(cfg.data.limit, "data.limit", minimum=1, allow_none=True)
+    task = as_choice(cfg.task, "task", TASKS)
+    index_dir = as_str(cfg.index_dir, "index_dir")
+    data_path = as_str(cfg.data.path, "data.path")
     rows = []
-    for line_no, row in iter_jsonl(cfg.data.path):
-        if cfg.data.limit is not None and len(rows) >= cfg.data.limit:
+    for line_no, row in iter_jsonl(data_path):
+        if limit is not None and len(rows) >= limit:
             break
-        query = query_from_row(row, cfg.task, where=f"{cfg.data.path}:{line_no}", default_id=str(line_no))
+        query = query_from_row(row, task, where=f"{data_path}:{line_no}", default_id=str(line_no))
         rows.append((row, query.question))
-    retriever = open_retriever(kind, index_dir=cfg.index_dir, corpus_path=None, options=options)
+    if not rows:
+        raise InputError(f"{data_path}: no input rows (the file is empty or blank); check data.path")
+    retriever = open_retriever(kind, index_dir=index_dir, corpus_path=None, options=options)
     started = time.perf_counter()
     out_rows = []
-    for start in tqdm(range(0, len(rows), cfg.batch_size), desc="retrieving", unit="batch"):
-        batch = rows[start : start + cfg.batch_size]
+    for start in tqdm(range(0, len(rows), batch_size), desc="retrieving", unit="batch"):
+        batch = rows[start : start + batch_size]
         for (row, _), passages in zip(batch, retriever.batch_search([q for _, q in batch], k)):
             ctxs = [{"id": p.id, "title": p.title, "text": p.text, "score": p.score} for p in passages]
             out_rows.append({**row, "ctxs": ctxs})
     seconds = time.perf_counter() - started
-    out = Path(cfg.output_dir) / "retrieved.jsonl"
+    out = claim_output_dir(cfg.output_dir) / "retrieved.jsonl"  # released when the process ends
     write_jsonl_atomic(out, out_rows)
     print(f"{len(out_rows)} rows, {k} passages each, in {seconds:.1f}s ({len(out_rows) / max(seconds, 1e-9):.0f} q/s)")
     print(f"retrieved: {out}")

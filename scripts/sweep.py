@@ -27,8 +27,10 @@ from eval.sweeps import (
 )
 from eval.tasks import get_task, read_golds
 from selfrag.cli import run_or_exit
-from selfrag.decoding.critique import RewardWeights
+from selfrag.decoding.config import parse_threshold, parse_weights
 from selfrag.io import InputError, write_text_atomic
+from selfrag.rundir import claim_output_dir
+from selfrag.values import as_bool, as_float, as_float_list, as_str
 
 
 def _write(output_dir: Path, stem: str, record: dict, table: str) -> None:
@@ -38,7 +40,14 @@ def _write(output_dir: Path, stem: str, record: dict, table: str) -> None:
 
 def run(cfg: DictConfig) -> Path:
     """Write the sweeps of `cfg.run` into `cfg.output_dir`; return that directory."""
-    saved = load_run(cfg.run)
+    # The sweep settings are checked before the run is read; the weights that default to the run's own after.
+    g = OmegaConf.to_container(cfg.grid, resolve=True)
+    grid = {name: as_float_list(g[name], f"grid.{name}", minimum=0.0) for name in ("w_rel", "w_sup", "w_use")}
+    grid_threshold = parse_threshold(g["threshold"], "grid.threshold", allow_none=True)
+    t = OmegaConf.to_container(cfg.thresholds, resolve=True)
+    start, stop, step = (as_float(t[k], f"thresholds.{k}") for k in ("start", "stop", "step"))
+    thresholds = threshold_range(start, stop, step)
+    saved = load_run(as_str(cfg.run, "run"))
     info = saved.metrics
     if info.get("method", "selfrag") != "selfrag":
         raise InputError(f"{saved.directory} is a method={info['method']} run; sweeps re-rank the saved candidates "
@@ -48,8 +57,7 @@ def run(cfg: DictConfig) -> Path:
     gold_path = cfg.gold or info["data"]["gold"]
     scorer = RerankScorer(saved.predictions(), task, read_golds(task, gold_path))
     decoding = info["decoding"]
-    output_dir = Path(cfg.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = claim_output_dir(cfg.output_dir)  # released when the process ends
     header = {"run": str(saved.directory), "task": task.name, "metric": metric, "gold": str(gold_path)}
     title = f"{task.name}, {info.get('model')}: {metric}"
 
@@ -57,16 +65,13 @@ def run(cfg: DictConfig) -> Path:
         return decoding[key] if override is None else override
 
     w = OmegaConf.to_container(cfg.weights, resolve=True)
-    try:
-        weights = RewardWeights(w_rel=pick(w["w_rel"], "w_rel"), w_sup=pick(w["w_sup"], "w_sup"),
-                                w_use=pick(w["w_use"], "w_use"), use_seqscore=pick(w["use_seqscore"], "use_seqscore"))
-    except ValueError as err:
-        raise InputError(str(err)) from None
+    weights = parse_weights(pick(w["w_rel"], "w_rel"), pick(w["w_sup"], "w_sup"), pick(w["w_use"], "w_use"),
+                            pick(w["use_seqscore"], "use_seqscore"), prefix="weights")
+    grid_seqscore = as_bool(pick(g["use_seqscore"], "use_seqscore"), "grid.use_seqscore")
     if any("beams" in row for row in scorer.rows):
         print("long-form run: skipping the threshold sweep (the beam search is not repeated); weight grid only")
     else:
-        t = cfg.thresholds
-        points = threshold_sweep(scorer, threshold_range(t.start, t.stop, t.step), weights)
+        points = threshold_sweep(scorer, thresholds, weights)
         table = threshold_table(points, metric)
         best = max(points, key=lambda p: p.value(metric))
         _write(output_dir, "threshold_sweep", {**header, "weights": points[0].as_json() | {"threshold": None},
@@ -74,15 +79,14 @@ def run(cfg: DictConfig) -> Path:
                f"# Threshold sweep: {title}\n\n{table}")
         plot_threshold_sweep(points, metric, output_dir / "threshold_sweep.png", title=title)
         print(table)
-    g = OmegaConf.to_container(cfg.grid, resolve=True)
-    points = weight_grid(scorer, g["w_rel"], g["w_sup"], g["w_use"],
-                         use_seqscore=pick(g["use_seqscore"], "use_seqscore"), threshold=g["threshold"])
+    points = weight_grid(scorer, grid["w_rel"], grid["w_sup"], grid["w_use"], use_seqscore=grid_seqscore,
+                         threshold=grid_threshold)
     table = weight_table(points, metric)
     best = max(points, key=lambda p: p.value(metric))
-    _write(output_dir, "weight_grid", {**header, "threshold": g["threshold"], "best": best.as_json(),
+    _write(output_dir, "weight_grid", {**header, "threshold": grid_threshold, "best": best.as_json(),
                                        "points": [p.as_json() for p in points]},
            f"# Reward-weight grid: {title}\n\nRetrieval decisions: "
-           + ("as saved" if g["threshold"] is None else f"re-decided at threshold {g['threshold']}")
+           + ("as saved" if grid_threshold is None else f"re-decided at threshold {grid_threshold}")
            + f"\n\n{table}")
     plot_weight_grid(points, metric, output_dir / "weight_grid.png", title=title)
     print(table)

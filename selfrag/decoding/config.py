@@ -1,10 +1,51 @@
-"""Decoding settings: one validated dataclass, built from `conf/decoding/*.yaml` or keyword arguments."""
+"""Decoding settings: one validated dataclass, built from `conf/decoding/*.yaml` or keyword arguments.
+
+The checks of the retrieval mode, the threshold and the reward weights live here once (`parse_mode`,
+`parse_threshold`, `parse_weights`) and are what `DecodingConfig` runs, so `infer`, `evaluate`, `rerank` and `sweep`
+accept and refuse exactly the same values.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 from selfrag.decoding.critique import RETRIEVAL_MODES, RewardWeights
+from selfrag.io import InputError
+from selfrag.values import as_bool, as_choice, as_float, as_int, check_keys
+
+
+def parse_mode(value: Any, key: str = "decoding.mode", *, allow_none: bool = False) -> str | None:
+    """A retrieval mode: adaptive, always or never (None only with `allow_none`: "keep the saved decisions")."""
+    return as_choice(value, key, RETRIEVAL_MODES, allow_none=allow_none)
+
+
+def parse_threshold(value: Any, key: str = "decoding.threshold", *, allow_none: bool = False) -> float | None:
+    """The adaptive-retrieval threshold: a probability in [0, 1] (p_ret is compared with it as a probability)."""
+    if value is not None or not allow_none:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+        if not ok:
+            raise InputError(f"{key} is a probability and must be in [0, 1], got {value!r}")
+        return float(value)
+    return None
+
+
+def parse_weights(w_rel: Any, w_sup: Any, w_use: Any, use_seqscore: Any, *, prefix: str = "decoding") -> RewardWeights:
+    """The reward weights: each a finite number >= 0, `use_seqscore` a strict boolean.
+
+    Raises:
+        InputError: naming the key (`{prefix}.w_sup`, ...).
+    """
+    values = {}
+    for name, value in (("w_rel", w_rel), ("w_sup", w_sup), ("w_use", w_use)):
+        key = f"{prefix}.{name}"
+        try:
+            values[name] = as_float(value, key, minimum=0.0)
+        except InputError:
+            raise InputError(f"{key} must be a number >= 0, got {value!r}: a negative weight would reward the "
+                             "opposite of the critique; set it to 0 to ignore that aspect") from None
+    return RewardWeights(**values, use_seqscore=as_bool(use_seqscore, f"{prefix}.use_seqscore"))
 
 
 @dataclass(frozen=True)
@@ -21,6 +62,9 @@ class DecodingConfig:
         beam_width, max_depth: long-form beam width and maximum number of segments.
         score_all_paths: short form only; decode both the no-retrieval answer and the passage candidates for every
             question, so saved predictions can later be re-thresholded without the model (costs the `always` run).
+
+    Raises (on construction):
+        InputError (a ValueError): a value of the wrong type or out of range, naming its key (`decoding.threshold`).
     """
 
     mode: str = "adaptive"
@@ -37,15 +81,26 @@ class DecodingConfig:
     score_all_paths: bool = False
 
     def __post_init__(self) -> None:
-        if self.mode not in RETRIEVAL_MODES:
-            raise ValueError(f"decoding.mode must be one of {', '.join(RETRIEVAL_MODES)}, got {self.mode!r}")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"decoding.threshold is a probability and must be in [0, 1], got {self.threshold!r}")
+        parse_mode(self.mode)
+        parse_threshold(self.threshold)
         for name in ("ndocs", "max_new_tokens", "beam_width", "max_depth"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"decoding.{name} must be an integer >= 1, got {value!r}")
-        RewardWeights(self.w_rel, self.w_sup, self.w_use, self.use_seqscore)  # raises on a bad weight
+            as_int(getattr(self, name), f"decoding.{name}", minimum=1)
+        for name in ("long_form", "score_all_paths"):
+            as_bool(getattr(self, name), f"decoding.{name}")
+        parse_weights(self.w_rel, self.w_sup, self.w_use, self.use_seqscore)
+        # Strings "true"/"false" pass the strict check; store real booleans so `if config.long_form` means it.
+        for name in ("use_seqscore", "long_form", "score_all_paths"):
+            object.__setattr__(self, name, as_bool(getattr(self, name), f"decoding.{name}"))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> DecodingConfig:
+        """Build from the `decoding` node of a config; a key the dataclass does not have is refused by name.
+
+        Raises:
+            InputError: an unknown key or a bad value (naming `decoding.<key>`).
+        """
+        check_keys(values, "decoding", [f.name for f in fields(cls)])
+        return cls(**values)
 
     @property
     def weights(self) -> RewardWeights:

@@ -5,15 +5,37 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from selfrag.decoding.backend import make_backend
+from selfrag.decoding.backend import BACKENDS, make_backend
 from selfrag.decoding.config import DecodingConfig
+from selfrag.decoding.context import ContextGuard, context_limit
 from selfrag.decoding.pipeline import SelfRAG
+from selfrag.io import InputError
 from selfrag.models.loading import ModelSpec, load_tokenizer, resolve_checkpoint
 from selfrag.models.reflection import reflection_token_ids
-from selfrag.prompts import PromptFormatter
+from selfrag.prompts import PROMPT_STYLES, PromptFormatter
 from selfrag.retrieval.base import Retriever
+from selfrag.values import as_choice
 
 log = logging.getLogger(__name__)
+
+
+#: What `prompt=` accepts: a style, or `auto` (see `prompt_formatter`).
+PROMPT_CHOICES = ("auto", *PROMPT_STYLES)
+
+
+def check_backend(name: Any, options: dict[str, Any]) -> None:
+    """Check a backend name and its options (`backend.*`) before anything is loaded: a bad dtype, an unknown option
+    or a device this machine lacks fails in a second, not after a model load or an engine boot.
+
+    Raises:
+        InputError: naming the key.
+    """
+    as_choice(name, "backend", BACKENDS)
+    if name == "hf":
+        from selfrag.decoding.hf_backend import check_options
+    else:
+        from selfrag.decoding.vllm_backend import check_options
+    check_options(options)
 
 
 def prompt_formatter(style: str, tokenizer: Any, trained_style: str | None = None) -> PromptFormatter:
@@ -43,13 +65,20 @@ def build_selfrag(
     """Resolve the checkpoint, check its reflection tokens, start the backend and wrap it in a decoder.
 
     The token check runs before the backend starts, so a model without reflection tokens fails in seconds with a
-    message saying how to fix it, not after a vLLM engine boots.
+    message saying how to fix it, not after a vLLM engine boots. The backend is wrapped in a `ContextGuard` when the
+    model's context is known (`selfrag.decoding.context`), so no request longer than the context reaches it.
     """
     checkpoint = resolve_checkpoint(model)
     tokenizer = load_tokenizer(checkpoint)
     source = f"model {model.name!r} ({checkpoint})"
     reflection_token_ids(tokenizer, source=source)
-    formatter = prompt_formatter(prompt_style, tokenizer, model.prompt)
-    log.info("model %s, backend %s, prompt %s", checkpoint, backend, formatter.style)
+    try:
+        formatter = prompt_formatter(prompt_style, tokenizer, model.prompt)
+    except ValueError as err:  # prompt=chat for a tokenizer without a chat template
+        raise InputError(str(err)) from None
+    limit = context_limit(checkpoint, backend_options)
+    log.info("model %s, backend %s, prompt %s, context %s tokens", checkpoint, backend, formatter.style, limit)
     engine = make_backend(backend, checkpoint, **backend_options)
+    if limit is not None:
+        engine = ContextGuard(engine, limit)
     return SelfRAG(engine, tokenizer, decoding, prompt=formatter, retriever=retriever, source=source)

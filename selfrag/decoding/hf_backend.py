@@ -8,10 +8,16 @@ sequence and reads the requested rows of its log-softmax.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from selfrag.io import InputError
 from selfrag.types import Completion, ScoreRequest
+from selfrag.values import as_choice, as_int, as_str, check_keys
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 def _resolve_dtype(dtype: str, device: str) -> Any:
@@ -23,6 +29,44 @@ def _resolve_dtype(dtype: str, device: str) -> Any:
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     except KeyError:
         raise ValueError(f"backend.dtype must be auto, float32, bfloat16 or float16, got {dtype!r}") from None
+
+
+def check_device(device: Any, key: str = "backend.device") -> None:
+    """`auto`, `cpu`, `mps`, `cuda` or `cuda:N`, and present on this machine (checked without loading a model).
+
+    Raises:
+        InputError: another value, or a CUDA / MPS device this machine does not have.
+    """
+    if device in ("auto", "cpu"):
+        return
+    match = re.fullmatch(r"cuda(?::(\d+))?", device) if isinstance(device, str) else None
+    if match is None and device != "mps":
+        raise InputError(f"{key} must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    import torch
+
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise InputError(f"{key}=mps: this machine has no MPS device; use {key}=cpu or auto")
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(match.group(1) or 0)  # type: ignore[union-attr]
+    if index >= count:
+        have = f"{count} CUDA device(s) (cuda:0..cuda:{count - 1})" if count else "no CUDA device"
+        raise InputError(f"{key}={device}: this machine has {have}; use {key}=cpu, auto or an existing device")
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Check `backend.*` options for `HFBackend` before any model loads: known keys, types, dtype, device.
+
+    Raises:
+        InputError: naming the key.
+    """
+    known = [name for name in inspect.signature(HFBackend.__init__).parameters if name not in ("self", "model_dir")]
+    check_keys(options, "backend", known)
+    as_choice(options.get("dtype", "auto"), "backend.dtype", DTYPES)
+    check_device(options.get("device", "auto"))
+    as_int(options.get("batch_size", 16), "backend.batch_size", minimum=1)
+    as_str(options.get("attn_implementation"), "backend.attn_implementation", allow_none=True)
 
 
 class HFBackend:

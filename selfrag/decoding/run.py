@@ -2,11 +2,17 @@
 
 A run directory holds
 - `predictions.jsonl`: one object per query (DESIGN §5), appended after every batch, so a killed run loses at most
-  the batch in flight and a re-run decodes only the missing ids;
+  the batch in flight and a re-run decodes only the missing ids (a torn last line is cut off; any other malformed
+  line stops the run with its line number, `selfrag.io.read_done_ids`);
 - `run_config.json`: the settings that change predictions (`run_settings`); a re-run with other settings is refused
-  rather than mixing two kinds of prediction in one file;
+  rather than mixing two kinds of prediction in one file (`selfrag.rundir.guard_settings`);
 - `timing.json`: decoding seconds and questions decoded, summed over every run that added rows, so a resumed run
   still reports a true questions-per-second.
+
+One process writes a run directory at a time (`selfrag.rundir.claim_output_dir`): a second run into it is refused.
+
+Every setting is checked when `DecodeSettings` is built (`from_config`), and the input is read and checked by
+`read_queries`, both before any model loads: a typo costs a second, not a model load.
 
 What turns a batch of queries into prediction rows is a `Predictor`: the Self-RAG decoder (`SelfRAGPredictor`) here,
 the no-retrieval and standard-RAG baselines in `eval.baselines`. It is opened only when some query is left to
@@ -26,18 +32,23 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from selfrag.decoding.config import DecodingConfig
+from selfrag.decoding.context import ContextGuard, check_queries
+from selfrag.decoding.factory import PROMPT_CHOICES, build_selfrag, check_backend
 from selfrag.decoding.pipeline import SelfRAG
 from selfrag.decoding.records import prediction_to_json
 from selfrag.inputs import iter_queries
-from selfrag.io import InputError, append_jsonl, read_done_ids, read_jsonl, write_text_atomic
-from selfrag.models.loading import ModelSpec
+from selfrag.io import InputError, append_jsonl, read_done_ids, read_json, read_jsonl, write_text_atomic
+from selfrag.models.loading import ModelSpec, model_spec
+from selfrag.prompts import TASKS
 from selfrag.retrieval.base import Retriever
+from selfrag.retrieval.factory import RETRIEVERS
+from selfrag.rundir import RUN_CONFIG, claimed_output_dir, guard_settings
 from selfrag.types import Query
+from selfrag.values import as_choice, as_int, as_str
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.jsonl"
-RUN_CONFIG = "run_config.json"
 TIMING = "timing.json"
 
 #: Config keys (dotted) whose values change predictions: a resumed run must match them.
@@ -65,16 +76,7 @@ def check_resume(output_dir: Path, settings: dict[str, Any]) -> None:
     Raises:
         InputError: `output_dir` holds predictions made with other settings (naming the keys that differ).
     """
-    saved = output_dir / RUN_CONFIG
-    if saved.is_file() and (output_dir / PREDICTIONS).is_file():
-        previous = json.loads(saved.read_text())
-        if previous != settings:
-            changed = sorted(k for k in {*settings, *previous} if previous.get(k) != settings.get(k))
-            raise InputError(
-                f"{output_dir} holds predictions made with other settings ({', '.join(changed)} differ); "
-                f"use a new output_dir or delete {output_dir / PREDICTIONS}"
-            )
-    write_text_atomic(saved, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    guard_settings(output_dir, settings, outputs=(PREDICTIONS,), record=RUN_CONFIG)
 
 
 @dataclass(frozen=True)
@@ -112,42 +114,50 @@ class DecodeSettings:
         """Build from a config with the `conf/infer.yaml` keys (model, backend, prompt, decoding, task, retriever,
         data, corpus, batch_size), as a plain mapping (`OmegaConf.to_container(cfg, resolve=True)`).
 
+        Every value is checked here, before any model loads: types (strict booleans and numbers), ranges, names
+        (prompt style, task, backend and its options, model keys) and the model's paths.
+
         Raises:
-            InputError: a bad decoding value, unknown model key, or batch_size < 1 (naming the key).
+            InputError: the first bad value, naming its key.
         """
-        try:
-            decoding = DecodingConfig(**config["decoding"])
-        except (TypeError, ValueError) as err:
-            raise InputError(str(err)) from None
-        try:
-            model = ModelSpec(**config["model"])
-        except TypeError as err:
-            raise InputError(f"model: {err}; see conf/model/custom.yaml for the keys a model takes") from None
-        batch_size = config.get("batch_size", 16)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        decoding = DecodingConfig.from_mapping(config["decoding"])
+        model = model_spec(config["model"])
+        batch_size = as_int(config.get("batch_size", 16), "batch_size", minimum=1)
         backend = dict(config["backend"])
+        name = backend.pop("name", None)
+        check_backend(name, backend)
+        prompt_style = as_choice(config["prompt"]["style"], "prompt.style", PROMPT_CHOICES)
+        task = as_choice(config["task"]["name"], "task", TASKS)
         retriever = dict(config.get("retriever") or {"name": "none"})
+        retriever_name = as_choice(retriever.pop("name", None), "retriever", ("none", *RETRIEVERS))
         data = config["data"]
         return cls(
             model=model,
-            backend=backend.pop("name"),
+            backend=str(name),
             backend_options=backend,
-            prompt_style=config["prompt"]["style"],
+            prompt_style=str(prompt_style),
             decoding=decoding,
-            task=config["task"]["name"],
-            data_path=str(data["path"]),
-            data_limit=data.get("limit"),
-            retriever=retriever.pop("name"),
-            retriever_index_dir=retriever.pop("index_dir", None),
+            task=str(task),
+            data_path=str(as_str(data.get("path"), "data.path")),
+            data_limit=as_int(data.get("limit"), "data.limit", minimum=1, allow_none=True),
+            retriever=str(retriever_name),
+            retriever_index_dir=as_str(retriever.pop("index_dir", None), "retriever.index_dir", allow_none=True),
             retriever_options=retriever,
             corpus_path=_lookup(config, "corpus.path"),
-            batch_size=batch_size,
+            batch_size=int(batch_size),  # type: ignore[arg-type]
         )
 
     def read_queries(self) -> list[Query]:
-        """The whole (limited) input, validated up front: a bad line fails in a second, before any model loads."""
-        return list(iter_queries(self.data_path, self.task, limit=self.data_limit))
+        """The whole (limited) input, validated up front: a bad line fails in a second, before any model loads.
+
+        Raises:
+            InputError: a malformed file or row (see `iter_queries`), or no rows at all (a run over nothing would
+                "succeed" with an empty result).
+        """
+        queries = list(iter_queries(self.data_path, self.task, limit=self.data_limit))
+        if not queries:
+            raise InputError(f"{self.data_path}: no input rows (the file is empty or blank); check data.path")
+        return queries
 
     def open_retriever(self) -> Retriever | None:
         """The live retriever, or None for `retriever=none` (queries then use their static passages only)."""
@@ -171,6 +181,14 @@ class Predictor(Protocol):
         ...
 
 
+def check_inputs(predictor: Predictor, queries: Sequence[Query]) -> None:
+    """Run the predictor's optional `check(queries)` (refuse inputs it cannot take, e.g. longer than the model's
+    context) before anything is decoded; a predictor without one is not checked."""
+    check = getattr(predictor, "check", None)
+    if callable(check):
+        check(queries)
+
+
 class SelfRAGPredictor:
     """The Self-RAG decoder as a `Predictor`: rows carry every candidate with its raw group probabilities."""
 
@@ -180,12 +198,15 @@ class SelfRAGPredictor:
     @classmethod
     def open(cls, settings: DecodeSettings) -> SelfRAGPredictor:
         """Load the model of `settings` (checking its reflection tokens first) and its live retriever."""
-        from selfrag.decoding.factory import build_selfrag
-
         retriever = settings.open_retriever()
         return cls(build_selfrag(settings.model, backend=settings.backend,
                                  backend_options=dict(settings.backend_options), prompt_style=settings.prompt_style,
                                  decoding=settings.decoding, retriever=retriever))
+
+    def check(self, queries: Sequence[Query]) -> None:
+        """Refuse a query whose first step does not fit the model's context (`selfrag.decoding.context`)."""
+        backend = self.decoder.backend
+        check_queries(self.decoder, queries, backend.limit if isinstance(backend, ContextGuard) else None)
 
     def predict(self, queries: Sequence[Query]) -> list[dict[str, Any]]:
         weights = self.decoder.config.weights
@@ -222,7 +243,10 @@ def read_timing(output_dir: Path) -> dict[str, float]:
     path = output_dir / TIMING
     timing = {"seconds": 0.0, "decoded": 0, "load_seconds": 0.0}
     if path.is_file():
-        timing.update(json.loads(path.read_text()))
+        saved = read_json(path)
+        if not isinstance(saved, dict):
+            raise InputError(f"{path}: expected a JSON object of timings; delete it (timing restarts from zero)")
+        timing.update(saved)
     return timing
 
 
@@ -237,6 +261,10 @@ def decode_file(
 ) -> DecodeResult:
     """Decode the queries not yet in `output_dir/predictions.jsonl`, appending rows after every batch.
 
+    The directory is claimed for this process while it works (a second writer is refused), the settings are checked
+    against the ones its predictions were made with, and the predictor's `check` (if it has one) sees every query
+    before the first is decoded.
+
     Args:
         queries: the whole input (already read and validated).
         open_predictor: called once, only if some query is left to decode.
@@ -245,11 +273,25 @@ def decode_file(
         batch_size: queries per `predict` call.
 
     Raises:
-        InputError: the directory holds predictions made with other settings, or batch_size < 1.
+        InputError: the directory is in use by another run or holds predictions made with other settings, a line of
+            its predictions is malformed, a query does not fit the model, or batch_size < 1.
     """
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    with claimed_output_dir(output_dir):
+        return _decode_claimed(queries, open_predictor, output_dir, settings=settings, batch_size=batch_size,
+                               desc=desc)
+
+
+def _decode_claimed(
+    queries: Sequence[Query],
+    open_predictor: Callable[[], Predictor],
+    output_dir: Path,
+    *,
+    settings: dict[str, Any],
+    batch_size: int,
+    desc: str,
+) -> DecodeResult:
     path = output_dir / PREDICTIONS
     check_resume(output_dir, settings)
     done = read_done_ids(path)
@@ -263,6 +305,7 @@ def decode_file(
         load_seconds = time.perf_counter() - started
         timing["load_seconds"] = load_seconds
         try:
+            check_inputs(predictor, todo)
             with tqdm(total=len(todo), desc=desc, unit="q") as bar:
                 for start in range(0, len(todo), batch_size):
                     batch = todo[start : start + batch_size]
@@ -278,7 +321,7 @@ def decode_file(
                     bar.update(len(batch))
         finally:
             predictor.close()
-    by_id = {row["id"]: row for row in read_jsonl(path)} if path.is_file() else {}
+    by_id = {str(row["id"]): row for row in read_jsonl(path)} if path.is_file() else {}
     return DecodeResult(
         path=path,
         rows=[by_id[q.id] for q in queries if q.id in by_id],

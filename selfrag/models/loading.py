@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from selfrag.io import InputError
 from selfrag.models.adapters import merged_checkpoint
 from selfrag.models.packaged import cache_root, smollm2_checkpoint
 from selfrag.models.reflection import checkpoint_with_reflection_tokens
+from selfrag.prompts import PROMPT_STYLES
+from selfrag.values import as_bool, as_choice, as_str, check_keys
 
 #: Models that ship inside Python packages, by the name `model.packaged` uses.
 PACKAGED_MODELS = {"smollm2_135m_instruct": smollm2_checkpoint}
@@ -40,33 +43,67 @@ class ModelSpec:
     prompt: str | None = None
 
 
+def model_spec(values: Mapping[str, Any], *, key: str = "model") -> ModelSpec:
+    """A `ModelSpec` from a config node (`conf/model/*.yaml`), every value checked by type and name.
+
+    Raises:
+        InputError: an unknown key or a value of the wrong type (naming `model.<key>`).
+    """
+    check_keys(values, key, [f.name for f in fields(ModelSpec)])
+    spec = ModelSpec(
+        name=str(as_str(values.get("name"), f"{key}.name")),
+        path=as_str(values.get("path"), f"{key}.path", allow_none=True),
+        packaged=as_str(values.get("packaged"), f"{key}.packaged", allow_none=True),
+        add_reflection_tokens=as_bool(values.get("add_reflection_tokens", False), f"{key}.add_reflection_tokens"),
+        adapter=as_str(values.get("adapter"), f"{key}.adapter", allow_none=True),
+        prompt=as_choice(values.get("prompt"), f"{key}.prompt", PROMPT_STYLES, allow_none=True),
+    )
+    check_model_spec(spec, key=key)
+    return spec
+
+
+def _is_hub_id(path: str) -> bool:
+    return path.count("/") == 1 and not path.startswith((".", "/", "~"))
+
+
+def check_model_spec(spec: ModelSpec, *, key: str = "model") -> None:
+    """Check, without loading or converting anything, that `spec` names something `resolve_checkpoint` can load.
+
+    Raises:
+        InputError: a path that is neither a directory nor a hub id, an unknown packaged model, no model at all, or
+            an adapter directory that does not exist.
+    """
+    if spec.path:
+        if not Path(spec.path).expanduser().is_dir() and (not _is_hub_id(spec.path) or spec.adapter):
+            raise InputError(f"{key}.path={spec.path!r}: no such checkpoint directory")
+    elif spec.packaged:
+        if spec.packaged not in PACKAGED_MODELS:
+            raise InputError(f"{key}.packaged={spec.packaged!r} is unknown; choose one of {sorted(PACKAGED_MODELS)}")
+    else:
+        raise InputError(f"model {spec.name!r} has neither {key}.path nor {key}.packaged; set {key}.path=DIR")
+    if spec.adapter and not Path(spec.adapter).expanduser().is_dir():
+        raise InputError(f"{key}.adapter={spec.adapter!r}: no such directory (relative paths are relative to "
+                         f"{Path.cwd()}); point it at the `final` directory of a finetune=lora training run")
+
+
 def resolve_checkpoint(spec: ModelSpec, *, cache_dir: Path | None = None) -> str:
     """Return the directory (or hub id) to load for `spec`, converting/adding tokens/merging an adapter once as needed.
 
     Raises:
-        InputError: neither a usable path nor a known packaged model is given.
+        InputError: neither a usable path nor a known packaged model is given (see `check_model_spec`).
     """
+    check_model_spec(spec)
     cache = cache_dir or cache_root()
     if spec.path:
         source = Path(spec.path).expanduser()
         if not source.is_dir():
-            if spec.path.count("/") == 1 and not spec.path.startswith((".", "/", "~")) and not spec.adapter:
-                return spec.path  # a hub id: loads where a hub is reachable
-            raise InputError(f"model.path={spec.path!r}: no such checkpoint directory")
-    elif spec.packaged:
-        if spec.packaged not in PACKAGED_MODELS:
-            raise InputError(f"model.packaged={spec.packaged!r} is unknown; choose one of {sorted(PACKAGED_MODELS)}")
-        source = PACKAGED_MODELS[spec.packaged](cache)
+            return spec.path  # a hub id: loads where a hub is reachable
     else:
-        raise InputError(f"model {spec.name!r} has neither model.path nor model.packaged; set model.path=DIR")
+        source = PACKAGED_MODELS[str(spec.packaged)](cache)
     if spec.add_reflection_tokens:
         source = checkpoint_with_reflection_tokens(source, cache)
     if spec.adapter:
-        adapter = Path(spec.adapter).expanduser()
-        if not adapter.is_dir():
-            raise InputError(f"model.adapter={spec.adapter!r}: no such directory (relative paths are relative to "
-                             f"{Path.cwd()}); point it at the `final` directory of a finetune=lora training run")
-        source = merged_checkpoint(source, adapter, cache)
+        source = merged_checkpoint(source, Path(spec.adapter).expanduser(), cache)
     return str(source)
 
 
