@@ -31,13 +31,34 @@ from typing import Any
 from critic.aspects import ASPECT_LABELS, Label, LabelItem
 from critic.judge_prompts import judge_messages
 from critic.parsing import JudgeReplyError, parse_judge_reply
-from selfrag.io import InputError
+from selfrag.io import InputError, ServiceError
 
 Messages = list[dict[str, str]]
 
+#: Where the judge sends requests when no base_url is given: a local `vllm serve` (sent no key but an explicit one).
+LOCAL_BASE_URL = "http://127.0.0.1:8000/v1"
 
-class JudgeRequestError(RuntimeError):
-    """The endpoint refused a request (a non-retryable 4xx) or kept failing after all retries."""
+
+class JudgeRequestError(ServiceError):
+    """The endpoint refused a request (a non-retryable 4xx) or kept failing after all retries.
+
+    A `ServiceError`: scripts report it as one `error:` line (exit status 2), the message naming what to check.
+    """
+
+
+def api_key_for(base_url: str | None, api_key: str | None) -> str:
+    """The key to send: a key goes only to the endpoint it was given for.
+
+    - an explicit `api_key` is sent to `base_url`, whatever it is (the caller paired them);
+    - `$OPENAI_API_KEY` is sent only to an explicitly given `base_url` (the user chose that endpoint for it), never
+      to the local default a config falls back to: a credential must not leak to whatever listens on a port;
+    - otherwise "EMPTY" (what a vLLM server without `--api-key` accepts).
+    """
+    if api_key:
+        return api_key
+    if base_url:
+        return os.environ.get("OPENAI_API_KEY") or "EMPTY"
+    return "EMPTY"
 
 
 @dataclass
@@ -164,9 +185,10 @@ class OpenAIJudge:
 
     Args:
         model: the model name the endpoint serves (for vLLM, the `--served-model-name` or the path it was given).
-        base_url: the endpoint including `/v1` (e.g. `http://localhost:8000/v1`); None = the client's default
-            (`OPENAI_BASE_URL`, else the hosted OpenAI API).
-        api_key: default `$OPENAI_API_KEY`, else "EMPTY" (what a vLLM server without `--api-key` accepts).
+        base_url: the endpoint including `/v1` (e.g. `https://api.openai.com/v1`, `http://host:8000/v1`); None = a local
+            `vllm serve` at `LOCAL_BASE_URL`.
+        api_key: the key to send; None = `$OPENAI_API_KEY` for an explicit `base_url`, else "EMPTY" (`api_key_for`:
+            the environment's key is never sent to the local default).
         temperature, max_tokens: sampling settings sent with every request (and part of the cache key).
         timeout: seconds per request before it counts as a (retryable) timeout.
         max_concurrency: requests in flight at once.
@@ -206,11 +228,12 @@ class OpenAIJudge:
                                 ("max_parse_retries", max_parse_retries, 0), ("max_tokens", max_tokens, 1)):
             if value < low:
                 raise InputError(f"judge {key}={value} is invalid; it must be an integer >= {low}")
-        if not model:
-            raise InputError("judge model is empty; give the model name the endpoint serves (e.g. judge.model=...)")
+        if not model or model == "???":  # "???": Hydra's mark of a required value left unset
+            raise InputError("the judge's model is not set; give the model name the endpoint serves "
+                             "(teacher.model=NAME)")
         self._openai = _import_openai()
         self.model = model
-        self.base_url = base_url
+        self.base_url = base_url or LOCAL_BASE_URL
         self.name = f"judge:{model}"
         self.temperature = temperature
         self.max_tokens = max_tokens
@@ -222,8 +245,8 @@ class OpenAIJudge:
         self._sleep = sleep
         # max_retries=0: the client must not retry behind our back, or `max_retries` and `stats` would lie.
         self._client = self._openai.OpenAI(
-            base_url=base_url,
-            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
+            base_url=self.base_url,
+            api_key=api_key_for(base_url, api_key),
             timeout=timeout,
             max_retries=0,
         )
@@ -324,7 +347,7 @@ class OpenAIJudge:
     def _complete(self, messages: Messages) -> str:
         """The reply text of one chat completion, retrying transient failures with backoff."""
         openai = self._openai
-        where = self.base_url or "the OpenAI API"
+        where = self.base_url
         last: Exception | None = None
         for attempt in range(self.max_retries + 1):
             if attempt:
