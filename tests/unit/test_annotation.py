@@ -10,7 +10,7 @@ import pytest
 
 from critic.annotate import Annotator, JudgedPassage, PassageRules, annotate_file, choose_passage
 from critic.aspects import ISREL, ISSUP, ISUSE, RETRIEVE, Label, LabelItem
-from critic.critic_data import build_critic_data
+from critic.critic_data import build_critic_data, in_dev_split
 from critic.labelling import label_seeds, read_labelled
 from critic.released import parse_output, token_statistics
 from critic.segments import segment_output
@@ -123,9 +123,9 @@ def test_annotation_resumes_after_a_crash_without_duplicates_or_losses(tmp_path)
     seeds = [SeedExample(f"s{i}", "qa", f"Who is {i}?", f"Person {i} is a singer.",
                          passages=(p(str(i), "relevant full"),)) for i in range(7)]
     out = tmp_path / "train.jsonl"
-    # each batch makes 3 critic calls (retrieve+isuse, isrel, issup); crash in the third batch
+    # each batch makes 4 critic calls (retrieve, isrel, issup, isuse); crash in the third batch
     with pytest.raises(RuntimeError, match="simulated crash"):
-        annotate_file(seeds, Annotator(KeywordCritic(fail_after=7), None), out, batch_size=2, progress=False)
+        annotate_file(seeds, Annotator(KeywordCritic(fail_after=10), None), out, batch_size=2, progress=False)
     assert [r["id"] for r in read_jsonl(out)] == ["s0", "s1", "s2", "s3"]
     with out.open("a") as handle:  # a torn line, as a kill mid-write leaves
         handle.write('{"id": "s4", "outp')
@@ -198,16 +198,41 @@ def test_critic_data_balancing_is_exact():
         labels.append(Label(RETRIEVE, f"r{i}", label, "t"))
     items.append(LabelItem(RETRIEVE, "none", "q"))
     labels.append(None)  # abstained: skipped
-    train, dev, report = build_critic_data(items, labels, max_per_label=100, max_imbalance=2.0, dev_fraction=0.2)
-    # rarest label has 3 rows -> at most 2 * 3 = 6 per label; dev takes round(6 * 0.2) = 1 and round(3 * 0.2) = 1
+    train, dev, report = build_critic_data(items, labels, max_per_label=100, max_imbalance=2.0, dev_fraction=0.0)
+    # rarest label has 3 rows -> at most 2 * 3 = 6 per label; no dev questions
     assert report.labelled == {RETRIEVE: {T.RETRIEVAL: 10, T.NO_RETRIEVAL: 3}}
-    assert report.train == {RETRIEVE: {T.RETRIEVAL: 5, T.NO_RETRIEVAL: 2}}
-    assert report.dev == {RETRIEVE: {T.RETRIEVAL: 1, T.NO_RETRIEVAL: 1}}
-    assert len(train) == 7 and len(dev) == 2
+    assert report.train == {RETRIEVE: {T.RETRIEVAL: 6, T.NO_RETRIEVAL: 3}} and dev == []
     assert {r["output"] for r in train} == {T.RETRIEVAL, T.NO_RETRIEVAL}
-    assert train[0]["instruction"].startswith("Decide whether") and train[0]["input"].startswith("Task instruction:")
+    assert train[0]["instruction"].startswith("Task instruction:") and train[0]["input"].startswith("Does answering")
+    assert len(build_critic_data(items, labels, max_per_label=4, dev_fraction=0.0)[0]) == 4 + 3
+    # with a dev split each side is balanced by its own rarest label
+    train, dev, report = build_critic_data(items, labels, max_per_label=100, max_imbalance=2.0, dev_fraction=0.2)
+    for side, rows in (("train", train), ("dev", dev)):
+        questions = [r["instruction"].removeprefix("Task instruction: ") for r in rows]
+        assert all(in_dev_split(q, 0.2) == (side == "dev") for q in questions)
+        counts = [n for n in getattr(report, side)[RETRIEVE].values() if n]
+        if counts:
+            assert max(counts) <= 2 * min(counts)
     again, _, _ = build_critic_data(items, labels, max_per_label=100, max_imbalance=2.0, dev_fraction=0.2)
     assert again == train  # seeded
+
+
+def test_critic_dev_split_is_by_question():
+    # whichever side a question falls on, all its items (every aspect and label) follow it
+    question = next(f"Who is P{i}?" for i in range(100) if in_dev_split(f"Who is P{i}?", 0.3))
+    other = next(f"Who is P{i}?" for i in range(100) if not in_dev_split(f"Who is P{i}?", 0.3))
+    items, labels = [], []
+    for q in (question, other):
+        for aspect, label in ((RETRIEVE, T.RETRIEVAL), (RETRIEVE, T.NO_RETRIEVAL), (ISREL, T.RELEVANT),
+                              (ISREL, T.IRRELEVANT)):
+            items.append(LabelItem(aspect, f"{q}/{label}", q))
+            labels.append(Label(aspect, f"{q}/{label}", label, "t"))
+    train, dev, _ = build_critic_data(items, labels, dev_fraction=0.3)
+    assert {r["id"].split("/")[1] for r in dev} == {question}
+    assert {r["id"].split("/")[1] for r in train} == {other}
+    # the fraction of the hash range: 0 puts nothing in dev
+    assert not any(in_dev_split(f"q{i}", 0.0) for i in range(50))
+    assert 15 < sum(in_dev_split(f"q{i}", 0.5) for i in range(60)) < 45
 
 
 def test_labelling_job_resumes_per_seed(tmp_path):
@@ -224,3 +249,33 @@ def test_labelling_job_resumes_per_seed(tmp_path):
     assert len(items) == len(labels) and all(lab is not None for lab in labels)
     by_id = {(it.aspect, it.id): lab.label for it, lab in zip(items, labels)}
     assert by_id[(ISREL, "q0/p0")] == T.RELEVANT and by_id[(ISSUP, "q0/s0/p0")] == T.FULLY_SUPPORTED
+
+
+def test_short_answer_rows_state_the_passage_alias_and_add_supported_and_rejected_rows():
+    from critic.annotate import RowVariants
+    from critic.grounded import AnswerGroundedTeacher
+
+    passages = (
+        Passage("1", "Tom Smith", "Tom Smith was a farmer."),          # no gold answer: irrelevant
+        Passage("2", "X", "X was a political leader."),                # an alias, about X: fully supported
+        Passage("3", "Senate", "Many a politician sat in the Senate."),  # the answer, not about X: partially
+        Passage("4", "X", "X was born in 1900."),                      # about X, no answer: irrelevant
+    )
+    seed = SeedExample("q", "qa", "What is X's occupation?", "politician",
+                       answers=("politician", "political leader"), subject="X", passages=passages)
+    annotator = Annotator(AnswerGroundedTeacher(), None, k=4, variants=RowVariants(supported=1, rejected=2))
+    rows = annotator.annotate([seed])
+    outputs = {r["id"]: r["output"] for r in rows}
+    assert list(outputs) == ["q", "q/sup1", "q/rej1", "q/rej2"]
+    assert outputs["q"] == ("[Retrieval]<paragraph>X\nX was a political leader.</paragraph>[Relevant]political leader"
+                            "[Fully supported][Utility:5]")
+    assert outputs["q/sup1"] == ("[Retrieval]<paragraph>Senate\nMany a politician sat in the Senate.</paragraph>"
+                                 "[Relevant]politician[Partially supported][Utility:5]")
+    assert outputs["q/rej1"] == "[Retrieval]<paragraph>Tom Smith\nTom Smith was a farmer.</paragraph>[Irrelevant]" \
+                                "politician[Utility:5]"
+    assert outputs["q/rej2"] == "[Retrieval]<paragraph>X\nX was born in 1900.</paragraph>[Irrelevant]politician" \
+                                "[Utility:5]"
+    # without variants: the main row only; a long-form seed never gets extra rows
+    assert [r["id"] for r in Annotator(AnswerGroundedTeacher(), None, k=4).annotate([seed])] == ["q"]
+    with pytest.raises(ValueError, match="must be >= 0"):
+        RowVariants(supported=-1)
