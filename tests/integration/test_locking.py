@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from selfrag.rundir import LOCK
 from tests.helpers import POPQA_ROWS, run_script, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,25 +22,44 @@ def _start_infer(*overrides):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _wait_for_claim(proc, lock, timeout=300.0):
+    """Wait until `proc` holds the directory: its pid is in the lock file (written right after the OS lock)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the first writer ended before claiming: {proc.communicate()}")
+        if lock.is_file() and lock.read_text().startswith(f"pid {proc.pid} "):
+            return
+        time.sleep(0.02)
+    raise AssertionError("the first writer never claimed the directory")
+
+
 def test_two_writers_on_one_output_dir_exactly_one_runs(tiny_model_dir, tmp_path):
-    """Both start together; whichever claims the directory first decodes (it holds the claim from before Hydra
-    writes anything until it ends, and loading a model alone outlasts the other's start-up), the other is refused
-    with one line and touches nothing: every id is written once, and `.hydra/` records the run that ran."""
+    """The first writer claims the directory (before Hydra writes anything) and is then frozen (SIGSTOP) so the
+    overlap is certain, not a race; the second is refused with one line and touches nothing; once thawed the first
+    finishes: every id is written once, and `.hydra/` records the run that ran."""
     data = write_jsonl(tmp_path / "popqa.jsonl", POPQA_ROWS)
     out = tmp_path / "shared"
     common = ["model=custom", f"model.path={tiny_model_dir}", "prompt=selfrag", f"data.path={data}",
               "decoding.mode=always", "decoding.ndocs=2", "decoding.max_new_tokens=20", f"output_dir={out}"]
-    procs = [_start_infer(*common, f"summary_examples={i}") for i in (1, 2)]
-    results = [(p.returncode, stdout, stderr) for p in procs for stdout, stderr in [p.communicate(timeout=900)]]
-    codes = sorted(code for code, _, _ in results)
-    assert codes == [0, 2], results
-    winner = next(i for i, (code, _, _) in enumerate(results) if code == 0)
-    _, _, refused = results[1 - winner]
-    assert "Traceback" not in refused
-    assert refused.strip().splitlines()[-1].startswith(f"error: output_dir={out} is in use by another run (pid ")
+    first = _start_infer(*common, "summary_examples=1")
+    try:
+        _wait_for_claim(first, out / LOCK)
+        os.kill(first.pid, signal.SIGSTOP)
+        assert first.poll() is None, "the first writer finished before it could be held"
+        second = _start_infer(*common, "summary_examples=2")
+        _, refused = second.communicate(timeout=300)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    _, first_err = first.communicate(timeout=900)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 2 and "Traceback" not in refused, refused
+    assert refused.strip().splitlines()[-1].startswith(f"error: output_dir={out} is in use by another run "
+                                                       f"(pid {first.pid} ")
     ids = [json.loads(line)["id"] for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert sorted(ids) == ["1", "2", "3"]  # each once: no second writer appended
-    assert f"summary_examples={winner + 1}" in (out / ".hydra" / "overrides.yaml").read_text()
+    overrides = (out / ".hydra" / "overrides.yaml").read_text()
+    assert "summary_examples=1" in overrides and "summary_examples=2" not in overrides
 
 
 def test_a_script_refuses_a_directory_another_process_holds(tmp_path):
