@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from selfrag.inputs import NUMERIC_LABELS, gold_strings, passages_from_row
+from selfrag.inputs import row_id as read_row_id
 from selfrag.io import InputError, iter_jsonl
 from selfrag.prompts import format_instruction
 from selfrag.tokens import strip_reflection
@@ -62,7 +63,7 @@ def _answers(row: dict[str, Any], where: str) -> tuple[str, ...]:
 
 def seed_from_row(row: dict[str, Any], dataset: str, *, where: str, default_id: str) -> SeedExample:
     """Turn one row of a supported format into a SeedExample (see the module table)."""
-    row_id = f"{dataset}-{row.get('id', default_id)}"
+    row_id = f"{dataset}-{read_row_id(row, where, default_id, keys=('id',))}"
     if "instruction" in row and "output" in row:
         instruction = str(row["instruction"])
         if row.get("input"):

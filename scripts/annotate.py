@@ -25,9 +25,12 @@ from critic.sources import read_source_list
 from critic.truth import data_report
 from selfrag.artifacts import command_line, write_card
 from selfrag.cli import run_or_exit
-from selfrag.io import read_jsonl, write_text_atomic
-from selfrag.models.loading import ModelSpec
+from selfrag.decoding.factory import check_backend
+from selfrag.io import InputError, read_jsonl, write_text_atomic
+from selfrag.models.loading import model_spec
 from selfrag.retrieval.factory import open_configured_retriever
+from selfrag.rundir import add_counts, claimed_output_dir, guard_settings
+from selfrag.values import as_bool, as_int
 
 
 def _relative(path: str | None) -> str | None:
@@ -47,15 +50,6 @@ def write_stats(cfg: DictConfig, output_dir: Path, seeds) -> str:
     write_text_atomic(output_dir / "stats.json", json.dumps(stats, indent=2) + "\n")
     write_text_atomic(output_dir / "stats.md", markdown)
     return markdown
-
-
-def add_calls(path: Path, calls: dict[str, int]) -> dict[str, int]:
-    """Add this run's critic calls to those already recorded in `path` (a resumed run counts every invocation)."""
-    total = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    for aspect, n in calls.items():
-        total[aspect] = total.get(aspect, 0) + n
-    write_text_atomic(path, json.dumps(total, indent=2) + "\n")
-    return total
 
 
 def export_dataset(cfg: DictConfig, output_dir: Path, export: Path, stats_md: str) -> None:
@@ -88,25 +82,42 @@ def export_dataset(cfg: DictConfig, output_dir: Path, export: Path, stats_md: st
 
 
 def run(cfg: DictConfig) -> Path:
-    output_dir = Path(cfg.output_dir)
-    seeds = read_source_list(OmegaConf.to_container(cfg.sources, resolve=True))
-    rules = PassageRules(tuple(cfg.passage_order))
-    variants = RowVariants(**cfg.variants)
-    search = None
-    if not cfg.use_ctxs:
-        settings = OmegaConf.to_container(cfg.retriever, resolve=True)
-        search = open_configured_retriever(settings, cfg.corpus.path).batch_search
-    backend = OmegaConf.to_container(cfg.backend, resolve=True)
-    critic = open_critic(ModelSpec(**OmegaConf.to_container(cfg.critic, resolve=True)), backend.pop("name"), backend,
-                         batch_size=cfg.critic_batch_size)
-    annotator = Annotator(critic, search, k=cfg.k, rules=rules, variants=variants,
-                          min_segment_chars=cfg.min_segment_chars)
-    out = output_dir / "train.jsonl"
-    stats = annotate_file(seeds, annotator, out, batch_size=cfg.batch_size)
-    add_calls(output_dir / "critic_calls.json", stats.critic_calls)
-    markdown = write_stats(cfg, output_dir, seeds)
-    if cfg.export_dir:
-        export_dataset(cfg, output_dir, Path(cfg.export_dir), markdown)
+    # Every setting is checked before the critic loads (a bad passage_order fails in a second, not after a load).
+    critic_spec = model_spec(OmegaConf.to_container(cfg.critic, resolve=True, throw_on_missing=True), key="critic")
+    try:
+        rules = PassageRules(tuple(cfg.passage_order))
+        variants = RowVariants(**OmegaConf.to_container(cfg.variants, resolve=True))
+    except (TypeError, ValueError) as err:
+        raise InputError(f"passage_order / variants: {err}") from None
+    k = as_int(cfg.k, "k", minimum=1)
+    min_chars = as_int(cfg.min_segment_chars, "min_segment_chars", minimum=0)
+    batch_size = as_int(cfg.batch_size, "batch_size", minimum=1)
+    critic_batch = as_int(cfg.critic_batch_size, "critic_batch_size", minimum=1)
+    use_ctxs = as_bool(cfg.use_ctxs, "use_ctxs")
+    backend = OmegaConf.to_container(cfg.backend, resolve=True, throw_on_missing=True)
+    backend_name = backend.pop("name")
+    check_backend(backend_name, backend)
+    sources = OmegaConf.to_container(cfg.sources, resolve=True, throw_on_missing=True)
+    retriever = OmegaConf.to_container(cfg.retriever, resolve=True)
+    seeds = read_source_list(sources)
+    with claimed_output_dir(cfg.output_dir) as output_dir:
+        # Rows made with other settings never join this file (a re-run with the same settings resumes it).
+        guard_settings(output_dir, {
+            "sources": sources, "k": k, "use_ctxs": use_ctxs, "retriever": None if use_ctxs else retriever,
+            "corpus.path": str(cfg.corpus.path), "critic": OmegaConf.to_container(cfg.critic, resolve=True),
+            "backend.name": backend_name, "passage_order": list(cfg.passage_order), "variants": dict(cfg.variants),
+            "min_segment_chars": min_chars,
+        }, outputs=("train.jsonl",))
+        search = None if use_ctxs else open_configured_retriever(retriever, cfg.corpus.path).batch_search
+        critic = open_critic(critic_spec, backend_name, backend, batch_size=critic_batch)
+        annotator = Annotator(critic, search, k=k, rules=rules, variants=variants, min_segment_chars=min_chars)
+        out = output_dir / "train.jsonl"
+        stats = annotate_file(seeds, annotator, out, batch_size=batch_size)
+        critic.backend.close()
+        add_counts(output_dir / "critic_calls.json", stats.critic_calls)
+        markdown = write_stats(cfg, output_dir, seeds)
+        if cfg.export_dir:
+            export_dataset(cfg, output_dir, Path(cfg.export_dir), markdown)
     print(markdown)
     print(f"annotated {stats.seeds} new seeds ({stats.skipped_done} already done): {out}")
     return out

@@ -96,13 +96,15 @@ def test_label_train_critic_and_annotate_scripts(tiny_model_dir, tmp_path):
     )
     sources = f"sources=[{{path:'{seeds}',dataset:qa}}]"
     labels = tmp_path / "label"
-    proc = run_script("label", sources, f"corpus.path={corpus}", "k=2", f"output_dir={labels}")
+    # half the questions in the critic's dev split, so a dev set exists with only four seeds
+    dev_half = "critic_data.dev_fraction=0.5"
+    proc = run_script("label", sources, f"corpus.path={corpus}", "k=2", dev_half, f"output_dir={labels}")
     summary = json.loads((labels / "label_stats.json").read_text())
     assert summary["seeds"] == 4 and summary["abstained"] == 0 and summary["train_rows"] > 0
     assert "| isrel | [Relevant] |" in proc.stdout
     # a second labeler's run over the same seeds is compared item by item (here: the same teacher, full agreement)
     again = tmp_path / "label-again"
-    run_script("label", sources, f"corpus.path={corpus}", "k=2", f"output_dir={again}")
+    run_script("label", sources, f"corpus.path={corpus}", "k=2", dev_half, f"output_dir={again}")
     proc = run_script("agreement", f"a={labels}/labels.jsonl", f"b={again}/labels.jsonl", f"output_dir={tmp_path}/agr")
     report = json.loads((tmp_path / "agr" / "agreement.json").read_text())
     assert {aspect: r["agreement"] for aspect, r in report.items()} == {a: 1.0 for a in (RETRIEVE, ISREL, ISSUP, ISUSE)}
@@ -134,12 +136,16 @@ def test_label_train_critic_and_annotate_scripts(tiny_model_dir, tmp_path):
         f"critic.path={tiny_model_dir}",
         f"critic.adapter={tmp_path}/artifact",
         f"corpus.path={corpus}",
+        "backend=hf",
         "k=2",
         f"output_dir={out}",
     )
     annotated = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
-    assert [r["id"] for r in annotated] == ["qa-a", "qa-b", "qa-c", "qa-d"]
-    for row, seed in zip(annotated, rows):
+    main = [r for r in annotated if "/" not in r["id"]]
+    assert [r["id"] for r in main] == ["qa-a", "qa-b", "qa-c", "qa-d"]
+    # extra rows of a seed (another supported passage, rejected passages) follow it and cite another passage
+    assert all(r["id"].split("/")[1][:3] in ("sup", "rej") for r in annotated if r not in main)
+    for row, seed in zip(main, rows):
         assert set(row) == {"instruction", "input", "output", "id", "dataset_name"}
         assert row["instruction"] == seed["question"]
         parsed = parse_output(row["output"])
@@ -147,4 +153,10 @@ def test_label_train_critic_and_annotate_scripts(tiny_model_dir, tmp_path):
         assert parsed.segments[0].decision in (T.RETRIEVAL, T.NO_RETRIEVAL)
         assert T.strip_reflection(row["output"]) == seed["answers"][0]
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["rows"] == 4 and sum(stats["tokens"][u] for u in T.UTILITY) == 4
+    assert stats["rows"] == len(annotated) and sum(stats["tokens"][u] for u in T.UTILITY) == len(annotated)
+    assert stats["truth"]["rows"] == len(annotated)
+    # a re-run with other settings into the same directory is refused instead of mixing rows
+    proc = run_script("annotate", sources, "model@critic=custom", f"critic.path={tiny_model_dir}",
+                      f"critic.adapter={tmp_path}/artifact", f"corpus.path={corpus}", "backend=hf", "k=1",
+                      f"output_dir={out}", check=False)
+    assert proc.returncode == 2 and "k" in proc.stderr.strip().splitlines()[-1]
