@@ -7,7 +7,9 @@ Files of a run directory (besides `predictions.jsonl`, `run_config.json` and `ti
 - `per_question.jsonl`: `{"id": ..., <metric>: value, ...}` per question, in input order (an unavailable metric is
   `{"unavailable": reason}`);
 - `metrics.json`: `task`, `method`, `model`, `model_path`, `n`, `primary_metric`, every metric mean (or
-  `{"unavailable": reason}`), `retrieval_rate`, for Self-RAG `well_formed` (eval.wellformed), the settings used
+  `{"unavailable": reason}`), `retrieval_rate`, for Self-RAG `well_formed` (eval.wellformed) and, in short form,
+  `reflection` (eval.reflection: oracle, chosen/oracle, AUROCs of the reflection tokens, retrieval usefulness), the
+  settings used
   (`decoding`, `prompt`, `backend`, `retriever`, `data`) and timing (`seconds` of decoding summed over resumed
   runs, `questions_per_second`, `load_seconds`);
 - `report.md`: the same for a reader, with a few example answers.
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.components import Unavailable
+from eval.reflection import reflection_markdown
 from eval.stats import align, metric_scores, paired_bootstrap, win_loss
 from eval.tasks import Scores, Task, jsonable
 from eval.wellformed import well_formed_summary
@@ -60,9 +63,10 @@ def metrics_record(
     seconds: float,
     decoded: int,
     load_seconds: float,
+    reflection: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `metrics.json` object of a run (see the module docstring). `seconds`/`decoded` are the decoding time and
-    question count summed over every run into the directory."""
+    question count summed over every run into the directory; `reflection` is the Self-RAG diagnostics block."""
     means = jsonable(task.aggregate(per_question))
     n = means.pop("n")
     model = settings.model
@@ -76,6 +80,7 @@ def metrics_record(
         **means,
         "retrieval_rate": retrieval_rate(rows),
         **({"well_formed": well_formed_summary(rows)} if method == "selfrag" else {}),
+        **({"reflection": dict(reflection)} if reflection is not None else {}),
         "decoding": decoding_record(method, settings),
         "prompt": settings.prompt_style,
         "backend": settings.backend,
@@ -123,6 +128,8 @@ def report_markdown(
     metrics = [k for k in record if k in next(iter(per_question.values()), {})]
     lines += [f"| {name}{' (primary)' if name == record['primary_metric'] else ''} | {_shown(record[name])} |"
               for name in metrics]
+    if record.get("reflection"):
+        lines += ["", reflection_markdown(record["reflection"])]
     if rows and examples > 0:
         lines += ["", "## Examples", ""]
         primary = record["primary_metric"]

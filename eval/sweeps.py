@@ -294,3 +294,36 @@ def plot_weight_grid(points: Sequence[SweepPoint], metric: str, path: str | Path
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
+
+
+def plot_reliability(block: Mapping[str, Any], path: str | Path, *, title: str = "") -> Path:
+    """Reliability of the reflection tokens to `path` (PNG), from a `reflection` block (eval.reflection): per score
+    bin, the share of candidates whose passage holds a gold answer (IsRel, left) and the share that are right (IsSup,
+    right), with the diagonal a calibrated score would follow and the bin counts as bars."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = (("isrel", "IsRel score", "passage holds a gold answer", block.get("isrel_auroc")),
+              ("issup", "IsSup score", "candidate right", block.get("issup_auroc")))
+    for ax, (key, xlabel, ylabel, area) in zip(axes, panels):
+        bins = block["reliability"][key]
+        centres = [(b["low"] + b["high"]) / 2 for b in bins]
+        filled = [(c, b["positive_rate"]) for c, b in zip(centres, bins) if b["positive_rate"] is not None]
+        counts = ax.twinx()
+        counts.bar(centres, [b["n"] for b in bins], width=0.08, alpha=0.2, color="grey")
+        counts.set_ylabel("candidates")
+        ax.plot([0, 1], [0, 1], linestyle=":", color="black", linewidth=1)
+        if filled:
+            ax.plot(*zip(*filled), marker="o")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_zorder(counts.get_zorder() + 1)
+        ax.patch.set_visible(False)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"share: {ylabel}")
+        ax.set_title(f"AUROC {area:.3f}" if area is not None else "AUROC n/a")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "reflection-token reliability")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)

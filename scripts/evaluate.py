@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from eval.baselines import METHODS, open_baseline
 from eval.components import NLIFactScorer, TransformersNLIScorer
+from eval.reflection import reflection_diagnostics
 from eval.runs import METRICS, REPORT, metrics_record, report_markdown, write_scores
 from eval.tasks import format_metrics, get_task, read_golds, score_predictions
 from selfrag.cli import run_or_exit
@@ -67,9 +68,12 @@ def run(cfg: DictConfig) -> Path:
                              desc=f"decoding ({method})")
         per_question = score_predictions(task, result.rows, golds)
         timing = read_timing(output_dir)
+        reflection = None
+        if method == "selfrag" and not settings.decoding.long_form:
+            reflection = reflection_diagnostics(task, result.rows, golds, per_question, settings.decoding.weights)
         record = metrics_record(task, per_question, result.rows, method=method, settings=settings,
                                 gold_path=gold_path, seconds=result.total_seconds, decoded=result.total_decoded,
-                                load_seconds=float(timing["load_seconds"]))
+                                load_seconds=float(timing["load_seconds"]), reflection=reflection)
         write_scores(output_dir, per_question, record,
                      report_markdown(record, result.rows, per_question, examples=examples))
     print(summary(result.rows, result.seconds, result.decoded, examples))

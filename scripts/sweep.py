@@ -2,8 +2,9 @@
 
     python scripts/sweep.py run=outputs/evaluate/RUN output_dir=DIR [metric=match] [grid.w_rel=[0,1,2]] ...
 
-Writes threshold_sweep.{json,md,png} and weight_grid.{json,md,png}. The threshold sweep needs a short-form run made
-with decoding.score_all_paths=true; for a long-form run only the weight grid is written.
+Writes threshold_sweep.{json,md,png}, weight_grid.{json,md,png} and, for a short-form run, reflection.{json,md} and
+reliability.png (the reflection diagnostics of `eval.reflection` under the run's weights). The threshold sweep needs
+a short-form run made with decoding.score_all_paths=true; for a long-form run only the weight grid is written.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from eval.reflection import reflection_diagnostics, reflection_markdown
 from eval.runs import load_run
 from eval.sweeps import (
     RerankScorer,
+    plot_reliability,
     plot_threshold_sweep,
     plot_weight_grid,
     threshold_range,
@@ -28,6 +31,7 @@ from eval.sweeps import (
 from eval.tasks import get_task, read_golds
 from selfrag.cli import run_or_exit
 from selfrag.decoding.config import parse_threshold, parse_weights
+from selfrag.decoding.critique import RewardWeights
 from selfrag.io import InputError, write_text_atomic
 from selfrag.rundir import claim_output_dir
 from selfrag.values import as_bool, as_float, as_float_list, as_str
@@ -55,7 +59,8 @@ def run(cfg: DictConfig) -> Path:
     task = get_task(info["task"])
     metric = cfg.metric or info.get("primary_metric") or task.metrics[0]
     gold_path = cfg.gold or info["data"]["gold"]
-    scorer = RerankScorer(saved.predictions(), task, read_golds(task, gold_path))
+    golds = read_golds(task, gold_path)
+    scorer = RerankScorer(saved.predictions(), task, golds)
     decoding = info["decoding"]
     output_dir = claim_output_dir(cfg.output_dir)  # released when the process ends
     header = {"run": str(saved.directory), "task": task.name, "metric": metric, "gold": str(gold_path)}
@@ -71,6 +76,10 @@ def run(cfg: DictConfig) -> Path:
     if any("beams" in row for row in scorer.rows):
         print("long-form run: skipping the threshold sweep (the beam search is not repeated); weight grid only")
     else:
+        run_weights = RewardWeights(decoding["w_rel"], decoding["w_sup"], decoding["w_use"], decoding["use_seqscore"])
+        block = reflection_diagnostics(task, scorer.rows, golds, saved.per_question, run_weights)
+        _write(output_dir, "reflection", {**header, **block}, f"# {title}\n\n{reflection_markdown(block)}\n")
+        plot_reliability(block, output_dir / "reliability.png", title=title)
         points = threshold_sweep(scorer, thresholds, weights)
         table = threshold_table(points, metric)
         best = max(points, key=lambda p: p.value(metric))

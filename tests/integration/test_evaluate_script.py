@@ -58,8 +58,23 @@ def test_metrics_agree_with_per_question_and_predictions(runs, method):
         assert well_formed["n_candidates"] == sum(len(r["candidates"]) for r in predictions)
         assert sum(well_formed["problems"].values()) == round((1 - well_formed["candidates"]) *
                                                               well_formed["n_candidates"])
+        # the reflection diagnostics (eval.reflection), recomputed here from the saved candidates
+        from eval.reflection import reflection_diagnostics
+        from eval.tasks import get_task
+        from selfrag.decoding.critique import RewardWeights
+
+        block = metrics["reflection"]
+        golds = {str(r["id"]): tuple(r["answers"]) for r in POPQA_ROWS}
+        scores = {r["id"]: r for r in per_question}
+        decoding = metrics["decoding"]
+        weights = RewardWeights(decoding["w_rel"], decoding["w_sup"], decoding["w_use"], decoding["use_seqscore"])
+        assert block == json.loads(json.dumps(reflection_diagnostics(get_task("popqa"), predictions, golds, scores,
+                                                                     weights)))
+        assert block["n"] == 3 and block["chosen"] == pytest.approx(metrics["match"])
+        assert block["oracle"] >= block["chosen"] and block["retrieval_usefulness"] is not None
+        assert "## Reflection diagnostics" in (run / "report.md").read_text()
     else:
-        assert "well_formed" not in metrics
+        assert "well_formed" not in metrics and "reflection" not in metrics
     report = (run / "report.md").read_text()
     assert f"method {method}" in report and "| match (primary) |" in report
     assert "match: " in runs[f"{method}_stdout"]
@@ -149,6 +164,10 @@ def test_sweep_writes_tables_and_plots(runs, tmp_path):
     grid = json.loads((out / "weight_grid.json").read_text())
     assert len(grid["points"]) == 8
     assert "Best match" in proc.stdout
+    # the reflection diagnostics under the run's own weights equal the block evaluate wrote, plus a reliability plot
+    reflection = json.loads((out / "reflection.json").read_text())
+    assert {k: reflection[k] for k in metrics["reflection"]} == metrics["reflection"]
+    assert (out / "reliability.png").stat().st_size > 1000
 
     proc = run_script("sweep", f"run={runs['no_retrieval']}", f"output_dir={tmp_path / 'x'}", check=False)
     assert proc.returncode == 2 and "method=selfrag run" in proc.stderr

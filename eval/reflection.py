@@ -1,0 +1,200 @@
+"""Reflection diagnostics: do a Self-RAG run's own reflection tokens pick the right passage and the right answer?
+
+Computed from a run's saved candidates (`predictions.jsonl`) and the task's golds, without the model. For a short-form
+run (every question decoded into candidates; `decoding.score_all_paths=true` adds the no-retrieval path):
+
+- **oracle**: the share of questions where at least one candidate's answer is right (the task's primary metric on
+  the candidate's answer, >= 0.5), and **chosen / oracle**: the run's mean primary metric over the oracle, i.e. how
+  much of what the candidates hold the choice keeps;
+- **IsRel AUROC** against "the candidate's passage contains a gold answer" (`selfrag.retrieval.evaluation.
+  contains_answer`, the test of answer recall@k), over candidates with a passage and an IsRel score;
+- **IsSup AUROC** and **final-score AUROC** against "the candidate is right", over candidates with that score;
+- **retrieval usefulness**: for questions where both paths were decoded, the primary metric of the answer the run
+  would give with passages (`mode=always`) and without (`mode=never`) under its own weights, per p_retrieve bin:
+  where retrieval helps, and whether the model's p_retrieve knows it.
+
+AUROC is the probability that a random positive scores above a random negative (ties count half); None when one
+class is empty. `reliability` bins a score and reports the share of positives per bin (the data of a reliability
+plot, `eval.sweeps.plot_reliability`). No peer reports these; they say *why* a Self-RAG run wins or loses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from eval.tasks import Task
+from selfrag.decoding.critique import RewardWeights
+from selfrag.decoding.records import rerank
+from selfrag.retrieval.evaluation import contains_answer
+from selfrag.types import Passage
+
+#: p_retrieve bins of the retrieval-usefulness table (lower edges; the last bin includes 1.0).
+P_RETRIEVE_BINS = (0.0, 0.2, 0.4, 0.6, 0.8)
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
+    """Area under the ROC curve of `scores` for binary `labels` (Mann-Whitney: ties count half); None without both
+    classes."""
+    if len(scores) != len(labels):
+        raise ValueError(f"{len(scores)} scores for {len(labels)} labels")
+    positives = [s for s, y in zip(scores, labels) if y]
+    negatives = [s for s, y in zip(scores, labels) if not y]
+    if not positives or not negatives:
+        return None
+    # Rank-sum with average ranks for ties: O(n log n).
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    positive_rank_sum = sum(r for r, y in zip(ranks, labels) if y)
+    n_pos, n_neg = len(positives), len(negatives)
+    return (positive_rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def reliability(scores: Sequence[float], labels: Sequence[bool], bins: int = 10) -> list[dict[str, Any]]:
+    """Scores in [0, 1] cut into `bins` equal bins: per bin its range, count, mean score and share of positives (None
+    for an empty bin)."""
+    out = []
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        members = [(s, y) for s, y in zip(scores, labels) if low <= s < high or (b == bins - 1 and s == high)]
+        out.append({"low": low, "high": high, "n": len(members),
+                    "mean_score": sum(s for s, _ in members) / len(members) if members else None,
+                    "positive_rate": sum(y for _, y in members) / len(members) if members else None})
+    return out
+
+
+def gold_texts(gold: Any) -> tuple[str, ...]:
+    """The strings a passage must contain to hold the answer: QA aliases, or a multiple-choice question's gold
+    option text."""
+    if isinstance(gold, (list, tuple)):
+        return tuple(str(g) for g in gold)
+    choices, answer = getattr(gold, "choices", None), getattr(gold, "answer", None)
+    if isinstance(choices, Mapping) and answer in choices:
+        return (str(choices[answer]),)
+    return ()
+
+
+def _right(task: Task, row: Mapping[str, Any], answer: str, gold: Any) -> bool:
+    score = task.score({**row, "answer": answer}, gold)[task.metrics[0]]
+    return isinstance(score, (int, float)) and score >= 0.5
+
+
+def _path_scores(task: Task, row: Mapping[str, Any], gold: Any, weights: RewardWeights) -> tuple[bool, bool] | None:
+    """(right with passages, right without) for a row where both paths were decoded, else None."""
+    candidates = row.get("candidates") or []
+    if not any(c["passage_id"] is not None for c in candidates) or all(c["passage_id"] is not None
+                                                                          for c in candidates):
+        return None
+    with_passages = rerank(dict(row), weights, mode="always")["answer"]
+    without = rerank(dict(row), weights, mode="never")["answer"]
+    return _right(task, row, with_passages, gold), _right(task, row, without, gold)
+
+
+def reflection_diagnostics(
+    task: Task,
+    rows: Sequence[Mapping[str, Any]],
+    golds: Mapping[str, Any],
+    per_question: Mapping[str, Mapping[str, Any]],
+    weights: RewardWeights,
+) -> dict[str, Any]:
+    """The `reflection` block of a short-form Self-RAG run's metrics.json (module docstring).
+
+    Args:
+        task: the run's task; `rows`: its prediction rows; `golds`: id -> gold; `per_question`: id -> its scores
+            (for the chosen answers); `weights`: the run's reward weights (for the per-path answers).
+    """
+    primary = task.metrics[0]
+    rel_scores, rel_labels, sup_scores, sup_labels, final_scores, final_labels = [], [], [], [], [], []
+    oracle = 0
+    chosen = []
+    paths: list[tuple[float, bool, bool]] = []
+    for row in rows:
+        row_id = str(row["id"])
+        gold = golds[row_id]
+        golds_text = gold_texts(gold)
+        any_right = False
+        for cand in row.get("candidates") or []:
+            right = _right(task, row, cand["answer"], gold)
+            any_right |= right
+            scores = cand["scores"]
+            if cand["passage_id"] is not None and scores.get("rel") is not None and golds_text:
+                passage = Passage(cand["passage_id"], cand.get("passage_title") or "", cand.get("passage_text") or "")
+                rel_scores.append(scores["rel"])
+                rel_labels.append(contains_answer(passage, golds_text))
+            if scores.get("sup") is not None:
+                sup_scores.append(scores["sup"])
+                sup_labels.append(right)
+            if scores.get("final") is not None:
+                final_scores.append(scores["final"])
+                final_labels.append(right)
+        oracle += any_right
+        value = per_question[row_id][primary]
+        chosen.append(float(value) if isinstance(value, (int, float)) else 0.0)
+        both = _path_scores(task, row, gold, weights)
+        if both is not None:
+            paths.append((float(row["p_retrieve"]), *both))
+    n = len(rows)
+    oracle_rate = oracle / n if n else None
+    chosen_mean = sum(chosen) / n if n else None
+    usefulness = []
+    for b, low in enumerate(P_RETRIEVE_BINS):
+        high = P_RETRIEVE_BINS[b + 1] if b + 1 < len(P_RETRIEVE_BINS) else 1.0
+        members = [(w, wo) for p, w, wo in paths if low <= p < high or (high == 1.0 and p == 1.0)]
+        usefulness.append({"p_retrieve": f"[{low:.1f}, {high:.1f}{']' if high == 1.0 else ')'}", "n": len(members),
+                           "with_passages": sum(w for w, _ in members) / len(members) if members else None,
+                           "without_passages": sum(wo for _, wo in members) / len(members) if members else None})
+    return {
+        "n": n,
+        "metric": primary,
+        "oracle": oracle_rate,
+        "chosen": chosen_mean,
+        "chosen_over_oracle": chosen_mean / oracle_rate if oracle_rate else None,
+        "isrel_auroc": auroc(rel_scores, rel_labels),
+        "isrel_n": len(rel_scores),
+        "isrel_positive_rate": sum(rel_labels) / len(rel_labels) if rel_labels else None,
+        "issup_auroc": auroc(sup_scores, sup_labels),
+        "issup_n": len(sup_scores),
+        "final_auroc": auroc(final_scores, final_labels),
+        "final_n": len(final_scores),
+        "candidates_right_rate": sum(final_labels) / len(final_labels) if final_labels else None,
+        "retrieval_usefulness": usefulness if paths else None,
+        "reliability": {"isrel": reliability(rel_scores, rel_labels), "issup": reliability(sup_scores, sup_labels)},
+    }
+
+
+def reflection_markdown(block: Mapping[str, Any]) -> str:
+    """The report section of a `reflection` block."""
+
+    def num(value: Any, pct: bool = False) -> str:
+        if value is None:
+            return "–"
+        return f"{value:.1%}" if pct else f"{value:.3f}"
+
+    lines = [
+        "## Reflection diagnostics",
+        "",
+        "| what | value |",
+        "|---|---:|",
+        f"| oracle: questions with a right candidate ({block['metric']}) | {num(block['oracle'], True)} |",
+        f"| chosen answer right | {num(block['chosen'], True)} |",
+        f"| chosen / oracle | {num(block['chosen_over_oracle'])} |",
+        f"| IsRel AUROC vs passage holds a gold answer (n={block['isrel_n']}, "
+        f"{num(block['isrel_positive_rate'], True)} hold one) | {num(block['isrel_auroc'])} |",
+        f"| IsSup AUROC vs candidate right (n={block['issup_n']}) | {num(block['issup_auroc'])} |",
+        f"| final score AUROC vs candidate right (n={block['final_n']}, "
+        f"{num(block['candidates_right_rate'], True)} right) | {num(block['final_auroc'])} |",
+    ]
+    if block.get("retrieval_usefulness"):
+        lines += ["", "Retrieval usefulness (questions with both paths decoded):", "",
+                  "| p_retrieve | n | with passages | without |", "|---|---:|---:|---:|"]
+        lines += [f"| {u['p_retrieve']} | {u['n']} | {num(u['with_passages'], True)} | "
+                  f"{num(u['without_passages'], True)} |" for u in block["retrieval_usefulness"]]
+    return "\n".join(lines)

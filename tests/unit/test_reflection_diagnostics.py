@@ -1,0 +1,89 @@
+"""Reflection diagnostics (eval/reflection.py) on hand-worked runs: AUROC, oracle, per-path usefulness."""
+
+from __future__ import annotations
+
+import pytest
+
+from eval.reflection import auroc, gold_texts, reflection_diagnostics, reflection_markdown, reliability
+from eval.tasks import get_task
+from eval.tasks.arc_challenge import ChoiceGold
+from selfrag import tokens as T
+from selfrag.decoding.critique import RewardWeights
+from selfrag.decoding.records import candidate_to_json
+from selfrag.types import Candidate, Passage
+
+# final score = IsRel alone, so every number below can be worked out by hand
+WEIGHTS = RewardWeights(w_rel=1.0, w_sup=0.0, w_use=0.0, use_seqscore=False)
+
+
+def test_auroc_counts_ties_half_and_needs_both_classes():
+    # positives {0.9, 0.3}, negatives {0.8, 0.3}: 0.9 beats both, 0.3 loses to 0.8 and ties 0.3 -> 2.5 / 4
+    assert auroc([0.9, 0.8, 0.3, 0.3], [True, False, True, False]) == 0.625
+    assert auroc([1, 2, 3], [False, True, True]) == 1.0
+    assert auroc([1, 2, 3], [True, False, False]) == 0.0
+    assert auroc([0.5, 0.5], [True, True]) is None
+    with pytest.raises(ValueError):
+        auroc([0.1], [True, False])
+
+
+def test_reliability_bins():
+    bins = reliability([0.05, 0.15, 0.18, 1.0], [True, False, True, True], bins=10)
+    assert (bins[0]["n"], bins[0]["positive_rate"]) == (1, 1.0)
+    assert (bins[1]["n"], bins[1]["positive_rate"], bins[1]["mean_score"]) == (2, 0.5, pytest.approx(0.165))
+    assert bins[9]["n"] == 1 and bins[5]["positive_rate"] is None
+
+
+def test_gold_texts():
+    assert gold_texts(("Paris", "Paris, France")) == ("Paris", "Paris, France")
+    assert gold_texts(ChoiceGold("B", {"A": "water", "B": "air"})) == ("air",)
+
+
+def cand(answer, passage_text=None, rel=None, sup=None):
+    passage = Passage(f"p-{answer}-{rel}", "T", passage_text) if passage_text else None
+    return candidate_to_json(Candidate(
+        text=answer, answer=answer, passage=passage, seq=0.5,
+        rel_probs={T.RELEVANT: rel, T.IRRELEVANT: 1 - rel} if rel is not None else None,
+        sup_probs={T.FULLY_SUPPORTED: sup, T.PARTIALLY_SUPPORTED: 0.0, T.NO_SUPPORT: 1 - sup}
+        if sup is not None else None,
+    ), WEIGHTS)
+
+
+def test_reflection_block_by_hand():
+    rows = [
+        {"id": "a", "question": "Capital of France?", "answer": "Paris", "retrieved": True, "p_retrieve": 0.9,
+         "options": None, "candidates": [
+             cand("Paris", "Paris is the capital.", rel=0.9, sup=0.8),   # right, holds the answer
+             cand("Lyon", "Lyon is big.", rel=0.2, sup=0.3),            # wrong
+             cand("Lyon")]},                                            # no-retrieval path: wrong
+        {"id": "b", "question": "Capital of Germany?", "answer": "Munich", "retrieved": True, "p_retrieve": 0.3,
+         "options": None, "candidates": [
+             cand("Munich", "Munich is in Bavaria.", rel=0.6, sup=0.7),  # wrong (and chosen)
+             cand("Berlin", "Berlin is the capital of Germany.", rel=0.4, sup=0.6),  # right, holds the answer
+             cand("Berlin")]},                                          # no-retrieval path: right
+    ]
+    golds = {"a": ("Paris",), "b": ("Berlin",)}
+    per_question = {"a": {"match": 1.0}, "b": {"match": 0.0}}
+    block = reflection_diagnostics(get_task("popqa"), rows, golds, per_question, WEIGHTS)
+    assert block["oracle"] == 1.0 and block["chosen"] == 0.5 and block["chosen_over_oracle"] == 0.5
+    # IsRel: positives {0.9, 0.4}, negatives {0.2, 0.6} -> 3 of 4 pairs
+    assert block["isrel_auroc"] == 0.75 and block["isrel_n"] == 4 and block["isrel_positive_rate"] == 0.5
+    # IsSup vs right: positives {0.8, 0.6}, negatives {0.3, 0.7} -> 3 of 4
+    assert block["issup_auroc"] == 0.75
+    # final (= IsRel; no-retrieval candidates score 0): positives {0.9, 0.4, 0}, negatives {0.2, 0, 0.6}
+    # -> 3 + 2 + 0.5 = 5.5 of 9
+    assert block["final_auroc"] == pytest.approx(5.5 / 9) and block["final_n"] == 6
+    usefulness = {u["p_retrieve"]: u for u in block["retrieval_usefulness"]}
+    # a (p 0.9): with passages Paris (right), without Lyon; b (p 0.3): with passages Munich, without Berlin (right)
+    assert usefulness["[0.8, 1.0]"] == {"p_retrieve": "[0.8, 1.0]", "n": 1, "with_passages": 1.0,
+                                        "without_passages": 0.0}
+    assert usefulness["[0.2, 0.4)"]["with_passages"] == 0.0 and usefulness["[0.2, 0.4)"]["without_passages"] == 1.0
+    assert usefulness["[0.0, 0.2)"]["n"] == 0
+    text = reflection_markdown(block)
+    assert "| chosen / oracle | 0.500 |" in text and "| [0.8, 1.0] | 1 | 100.0% | 0.0% |" in text
+
+
+def test_reflection_block_without_the_no_retrieval_path_has_no_usefulness_table():
+    rows = [{"id": "a", "question": "q", "answer": "Paris", "retrieved": True, "p_retrieve": 0.9, "options": None,
+             "candidates": [cand("Paris", "Paris.", rel=0.9, sup=0.9)]}]
+    block = reflection_diagnostics(get_task("popqa"), rows, {"a": ("Paris",)}, {"a": {"match": 1.0}}, WEIGHTS)
+    assert block["retrieval_usefulness"] is None and block["isrel_auroc"] is None  # one class only
