@@ -25,6 +25,7 @@ from selfrag.decoding.critique import (
     sequence_score,
     should_retrieve,
 )
+from selfrag.decoding.grammar import candidate_problem
 from selfrag.prompts import PromptFormatter, passage_block, response_text
 from selfrag.retrieval.base import Retriever
 from selfrag.types import Candidate, Completion, Passage, Prediction, Query, ScoreRequest
@@ -56,8 +57,10 @@ def choose_short_form(
     """Pick the short-form answer: (index of the chosen candidate, answer text).
 
     With `retrieve`, only candidates with a passage compete (the no-retrieval draft never does, as in the paper);
-    otherwise only the no-retrieval candidate. For a closed set, final scores are summed per normalised option and
-    the answer is the winning option; the chosen candidate is the best-scored one naming it.
+    otherwise only the no-retrieval candidate. Among those, well-formed candidates (`selfrag.decoding.grammar`) come
+    first: an ill-formed one (markup inside the answer, no critique, cut off) competes only when no candidate is
+    well-formed, so it cannot win on scores it did not earn. For a closed set, final scores are summed per normalised
+    option and the answer is the winning option; the chosen candidate is the best-scored one naming it.
 
     Raises:
         ValueError: the path asked for was not decoded (e.g. re-thresholding without `score_all_paths`).
@@ -66,6 +69,9 @@ def choose_short_form(
     if not pool:
         path = "passage" if retrieve else "no-retrieval"
         raise ValueError(f"no {path} candidate was decoded for this question")
+    well_formed = [i for i in pool if candidate_problem(candidates[i].text, with_passage=retrieve,
+                                                        finished=candidates[i].finished) is None]
+    pool = well_formed or pool
     finals = {i: score_candidate(candidates[i], weights).final for i in pool}
     if options:
         best_key, _ = aggregate_options([candidates[i].answer for i in pool], [finals[i] for i in pool], options)

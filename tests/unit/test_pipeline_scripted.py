@@ -248,3 +248,22 @@ def test_short_form_retrieves_only_for_queries_that_decided_to():
     assert retriever.queries == ["who is alice ?"]
     assert alice.retrieved and [c.passage.id for c in alice.candidates] == ["r1-0", "r1-1"]
     assert not bob.retrieved and bob.answer == "no"
+
+
+def test_ill_formed_candidates_lose_to_well_formed_ones():
+    from selfrag.decoding.pipeline import choose_short_form
+
+    passage = Passage("p", "T", "text")
+    sure = {T.RELEVANT: 0.99, T.IRRELEVANT: 0.01}
+    full = {T.FULLY_SUPPORTED: 0.99, T.PARTIALLY_SUPPORTED: 0.0, T.NO_SUPPORT: 0.01}
+    # `<paragraph>` written inside a word: the answer is the fragment "ret", with the highest scores of all
+    fragment = Candidate(f"{T.RELEVANT}ret{T.PARAGRAPH_OPEN}ist{T.FULLY_SUPPORTED}[Utility:5]", "ret", passage, 0.9,
+                         rel_probs=sure, sup_probs=full)
+    modest = Candidate(f"{T.IRRELEVANT}artist[Utility:5]", "artist", passage, 0.5,
+                       rel_probs={T.RELEVANT: 0.2, T.IRRELEVANT: 0.8})
+    weights = RewardWeights()
+    assert choose_short_form([fragment, modest], retrieve=True, weights=weights, options=None) == (1, "artist")
+    # with no well-formed candidate the scores decide, as before
+    cut = Candidate(f"{T.IRRELEVANT}artist", "artist", passage, 0.5, rel_probs={T.RELEVANT: 0.2, T.IRRELEVANT: 0.8},
+                    finished=False)
+    assert choose_short_form([fragment, cut], retrieve=True, weights=weights, options=None) == (0, "ret")
