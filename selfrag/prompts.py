@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from selfrag import tokens as T
 from selfrag.types import Candidate, Passage
@@ -61,6 +62,24 @@ def official_prompt(instruction: str, input_text: str = "") -> str:
     if input_text:
         return f"### Instruction:\n{instruction}\n\n### Input:\n{input_text}\n\n### Response:\n"
     return f"### Instruction:\n{instruction}\n\n### Response:\n"
+
+
+def chat_renderer(tokenizer: Any) -> Callable[[list[dict[str, str]]], str] | None:
+    """The tokenizer's chat template as a `render_chat` function (the generation prompt included), or None when it
+    has no template. Training (`selfrag.training.sft_data`) and decoding render chat prompts through this one
+    function, so a model trained with `prompt=chat` is decoded with byte-identical prompts."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+
+    def render(messages: list[dict[str, str]]) -> str:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    return render
+
+
+def user_content(instruction: str, input_text: str = "") -> str:
+    """The user turn of a chat prompt: the instruction, then the input (if any) after a blank line."""
+    return f"{instruction}\n\n{input_text}" if input_text else instruction
 
 
 def passage_block(passage: Passage) -> str:

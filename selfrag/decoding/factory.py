@@ -12,7 +12,7 @@ from selfrag.decoding.pipeline import SelfRAG
 from selfrag.io import InputError
 from selfrag.models.loading import ModelSpec, load_tokenizer, resolve_checkpoint
 from selfrag.models.reflection import reflection_token_ids
-from selfrag.prompts import PROMPT_STYLES, PromptFormatter
+from selfrag.prompts import PROMPT_STYLES, PromptFormatter, chat_renderer
 from selfrag.retrieval.base import Retriever
 from selfrag.values import as_choice
 
@@ -41,16 +41,10 @@ def check_backend(name: Any, options: dict[str, Any]) -> None:
 def prompt_formatter(style: str, tokenizer: Any, trained_style: str | None = None) -> PromptFormatter:
     """`auto` picks the style the model was trained with (`trained_style`, from its model config) when known, else the
     tokenizer's chat template when it has one, else the official format."""
-    template = getattr(tokenizer, "chat_template", None)
+    render = chat_renderer(tokenizer)
     if style == "auto":
-        style = trained_style or ("chat" if template else "selfrag")
-    render = None
-    if style == "chat" and template:
-
-        def render(messages: list[dict[str, str]]) -> str:
-            return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
-    return PromptFormatter(style=style, render_chat=render)
+        style = trained_style or ("chat" if render else "selfrag")
+    return PromptFormatter(style=style, render_chat=render if style == "chat" else None)
 
 
 def build_selfrag(

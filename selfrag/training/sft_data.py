@@ -1,6 +1,9 @@
 """SFT examples with loss masks: released-format jsonl -> token ids + labels (+ per-token loss weights), cached.
 
-One example is the official prompt (`official_prompt(instruction, input)`) followed by the target `output` + EOS.
+One example is the prompt followed by the target `output` + EOS. The prompt is the official one
+(`official_prompt(instruction, input)`, `prompt_style="selfrag"`) or the base's own chat template with the
+instruction (and input) as the user turn (`prompt_style="chat"`, rendered by `selfrag.prompts.chat_renderer`, as
+the decoder renders it), which keeps an instruct base in the format it learned to read in.
 Labels are -100 (ignored) on exactly the prompt tokens and on the *content* of every `<paragraph>...</paragraph>`
 span of the target: retrieved passages are inputs the model reads, not text it should learn to write. The markup
 tokens themselves, the sentences and reflection tokens between spans, and EOS stay supervised. This fixes two bugs of
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from selfrag import tokens as T
 from selfrag.io import InputError, iter_jsonl
-from selfrag.prompts import official_prompt
+from selfrag.prompts import PROMPT_STYLES, chat_renderer, official_prompt, user_content
 
 if TYPE_CHECKING:
     import datasets
@@ -84,9 +87,22 @@ def _special_ids(tokenizer: Any) -> tuple[int | None, int | None, frozenset[int]
     return vocab.get(T.PARAGRAPH_OPEN), vocab.get(T.PARAGRAPH_CLOSE), reflection
 
 
-def _prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
-    """The prompt's ids with the tokenizer's own BOS handling, but never a trailing EOS a post-processor may add."""
-    ids = list(tokenizer(prompt)["input_ids"])
+def prompt_text(tokenizer: Any, style: str, instruction: str, input_text: str = "") -> str:
+    """The prompt of one example in `style` ("selfrag" or "chat"; see the module docstring)."""
+    if style == "selfrag":
+        return official_prompt(instruction, input_text)
+    if style != "chat":
+        raise InputError(f"prompt style {style!r}; choose one of {', '.join(PROMPT_STYLES)}")
+    render = chat_renderer(tokenizer)
+    if render is None:
+        raise InputError("prompt_style=chat needs a tokenizer with a chat template; this base has none, use selfrag")
+    return render([{"role": "user", "content": user_content(instruction, input_text)}])
+
+
+def _prompt_ids(tokenizer: Any, prompt: str, *, add_special_tokens: bool = True) -> list[int]:
+    """The prompt's ids with the tokenizer's own BOS handling (as the decoder encodes it: none for a chat template,
+    which carries its own markers), but never a trailing EOS a post-processor may add."""
+    ids = list(tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"])
     eos = tokenizer.eos_token_id
     if ids and ids[-1] == eos and not prompt.endswith(tokenizer.eos_token or "\0"):
         ids.pop()
@@ -132,6 +148,7 @@ def _encode(
     reflection_weight: float | None,
     supervise_close: bool,
     special: tuple[int | None, int | None, frozenset[int]],
+    prompt_style: str = "selfrag",
 ) -> tuple[str, dict[str, list] | None]:
     """Encode one row; return (outcome, example or None). See `tokenize_example` for the contract."""
     open_id, close_id, reflection_ids = special
@@ -142,7 +159,8 @@ def _encode(
         )
     if tokenizer.eos_token_id is None:
         raise InputError("the tokenizer has no EOS token; set tokenizer.eos_token before building SFT data")
-    prompt = _prompt_ids(tokenizer, official_prompt(instruction, input_text))
+    prompt = _prompt_ids(tokenizer, prompt_text(tokenizer, prompt_style, instruction, input_text),
+                         add_special_tokens=prompt_style != "chat")
     # Tokenised apart from the prompt and concatenated, so the prompt/target boundary is exact by construction.
     target = list(tokenizer(output, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
     supervised = supervised_target_mask(target, open_id, close_id, supervise_close=supervise_close)
@@ -177,6 +195,7 @@ def tokenize_example(
     overflow: str = "truncate",
     reflection_weight: float | None = None,
     supervise_close: bool = True,
+    prompt_style: str = "selfrag",
 ) -> dict[str, list] | None:
     """Token ids and labels of one SFT example, or None when it cannot be trained on.
 
@@ -193,6 +212,7 @@ def tokenize_example(
     _, example = _encode(
         tokenizer, instruction, input_text, output, max_length=max_length, overflow=overflow,
         reflection_weight=reflection_weight, supervise_close=supervise_close, special=_special_ids(tokenizer),
+        prompt_style=prompt_style,
     )
     return example
 
@@ -271,6 +291,7 @@ def _encode_batch(
     overflow: str,
     reflection_weight: float | None,
     supervise_close: bool,
+    prompt_style: str = "selfrag",
 ) -> dict[str, list]:
     """datasets.map worker: encode a batch; dropped rows keep their place (empty) so outcomes can be counted."""
     special = _special_ids(tokenizer)
@@ -283,6 +304,7 @@ def _encode_batch(
         status, example = _encode(
             tokenizer, instruction, input_text, output, max_length=max_length, overflow=overflow,
             reflection_weight=reflection_weight, supervise_close=supervise_close, special=special,
+            prompt_style=prompt_style,
         )
         example = example or {"input_ids": [], "labels": [], "loss_weights": []}
         # Position 0 is never predicted (labels are shifted in the loss), so counts start at 1.
@@ -308,6 +330,7 @@ def load_sft_dataset(
     overflow: str = "truncate",
     reflection_weight: float | None = None,
     supervise_close: bool = True,
+    prompt_style: str = "selfrag",
     cache_dir: str | os.PathLike[str] | None = None,
     num_proc: int = 1,
 ) -> tuple[datasets.Dataset, SFTStats]:
@@ -346,6 +369,8 @@ def load_sft_dataset(
     settings = {"max_length": max_length, "overflow": overflow, "reflection_weight": reflection_weight}
     if not supervise_close:  # only when set, so caches written before this option existed keep their keys
         settings["supervise_close"] = False
+    if prompt_style != "selfrag":  # likewise
+        settings["prompt_style"] = prompt_style
     key = _cache_key(paths, tokenizer, settings)
     target = Path(cache_dir) / f"sft-{key}" if cache_dir is not None else None
     if target is not None and (target / "sft_stats.json").is_file():
@@ -372,7 +397,8 @@ def load_sft_dataset(
         remove_columns=raw.column_names,
         features=datasets.Features(features),
         fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "overflow": overflow,
-                   "reflection_weight": reflection_weight, "supervise_close": supervise_close},
+                   "reflection_weight": reflection_weight, "supervise_close": supervise_close,
+                   "prompt_style": prompt_style},
         num_proc=num_proc if num_proc > 1 else None,
         # Our own key: datasets would otherwise try (slowly, sometimes in vain) to hash the tokenizer itself.
         new_fingerprint=f"sft-encode-{key}",

@@ -221,7 +221,7 @@ def test_invalid_settings(corpus, tmp_path):
         build_dense_index(tmp_path / "missing.tsv", tmp_path / "x", encoder)
     empty = tmp_path / "empty.tsv"
     empty.write_text("id\ttext\ttitle\n")
-    with pytest.raises(InputError, match="has no passages"):
+    with pytest.raises(InputError, match="holds no passages"):
         build_dense_index(empty, tmp_path / "x", encoder)
     retriever = DenseRetriever.from_dir(build_dense_index(corpus, tmp_path / "idx", encoder), encoder)
     for k in (0, -1):

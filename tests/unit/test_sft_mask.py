@@ -202,3 +202,23 @@ def test_cache_key_ignores_the_tokenizers_padding_state(tmp_path):
     assert tokenizer.backend_tokenizer.padding is not None
     load_sft_dataset(data, tokenizer, max_length=24, cache_dir=tmp_path / "cache")
     assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 1
+
+
+def test_chat_prompt_style_masks_the_template_and_matches_the_decoder_prompt(tokenizer):
+    from selfrag.decoding.factory import prompt_formatter
+
+    chat = tokenizer_with_reflection_tokens()
+    # a template made of words the WordLevel vocabulary knows; no BOS: a chat template carries its own markers
+    chat.chat_template = ("{% for m in messages %}### Instruction : {{ m['content'] }}{% endfor %}"
+                          "{% if add_generation_prompt %} ### Response :{% endif %}")
+    example = tokenize_example(chat, INSTRUCTION, "", ONE_SPAN, max_length=64, prompt_style="chat")
+    assert example["input_ids"][: len(PROMPT) - 1] == _ids(chat, PROMPT[1:])
+    assert example["labels"] == [-100] * (len(PROMPT) - 1) + _ids(chat, ONE_SPAN_LABELS)
+    # the decoder renders the same prompt through the same function and encodes it the same way
+    formatter = prompt_formatter("chat", chat)
+    decoder_ids = chat(formatter(INSTRUCTION), add_special_tokens=False)["input_ids"]
+    assert decoder_ids == example["input_ids"][: len(PROMPT) - 1]
+    with pytest.raises(InputError, match="needs a tokenizer with a chat template"):
+        tokenize_example(tokenizer, INSTRUCTION, "", ONE_SPAN, max_length=64, prompt_style="chat")
+    with pytest.raises(InputError, match="prompt style 'markdown'"):
+        tokenize_example(tokenizer, INSTRUCTION, "", ONE_SPAN, max_length=64, prompt_style="markdown")
