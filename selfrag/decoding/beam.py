@@ -9,10 +9,13 @@ At each depth every live beam of every query is advanced in one batch:
 4. per query, the new children and the already finished beams compete, and the best `beam_width` survive.
 
 A beam's score is the mean final score of its segments, so finished short beams and live longer ones compare on
-the same scale. Differences from the reference code (selfrag_official.md §5.3), on purpose: IsUse is read from the
+the same scale. Differences from the reference code, on purpose (docs/deviations.md): IsUse is read from the
 utility tokens, the sequence score and the user's weights are honoured, every child is built from its own parent's
 ids (no sibling contamination), special tokens are never stripped before parsing, adaptive retrieval is decided at
 every boundary on probabilities, and citations index into a de-duplicated `docs` list without touching the text.
+
+The search sees the decoder only through `selfrag.decoding.expansion.Expander` (prompt ids, p_ret, passages,
+expansion), so this module does not import `selfrag.decoding.pipeline`, which imports it.
 """
 
 from __future__ import annotations
@@ -20,14 +23,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from selfrag.decoding.critique import RewardWeights, score_candidate, should_retrieve
+from selfrag.decoding.expansion import Expander, Expansion
 from selfrag.prompts import response_text
 from selfrag.types import Beam, Candidate, Passage, Prediction, Query, Segment
-
-if TYPE_CHECKING:
-    from selfrag.decoding.pipeline import SelfRAG
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,8 @@ def attach_citations(segments: Sequence[Candidate]) -> tuple[tuple[Segment, ...]
     return tuple(out), tuple(docs), " ".join(parts)
 
 
-def long_form_search(decoder: SelfRAG, queries: Sequence[Query]) -> list[Prediction]:
+def long_form_search(decoder: Expander, queries: Sequence[Query]) -> list[Prediction]:
     """Run segment-level beam search for every query, batching each depth across all queries and beams."""
-    from selfrag.decoding.pipeline import Expansion
-
     config = decoder.config
     weights = config.weights
     frontier: list[list[_Node]] = [[_Node(Beam(), decoder.prompt_ids(q))] for q in queries]
@@ -114,10 +112,10 @@ def long_form_search(decoder: SelfRAG, queries: Sequence[Query]) -> list[Predict
                 expansions.append(Expansion(node.ids, passage))
                 parents.append((qi, node))
         children: list[list[_Node]] = [[n for n in nodes if n.beam.finished] for nodes in frontier]
-        for (qi, parent), item in zip(parents, decoder.expand(expansions, stop_at_retrieval=True)):
-            candidate = item.candidate
+        for (qi, parent), continuation in zip(parents, decoder.expand(expansions, stop_at_retrieval=True)):
+            candidate = continuation.candidate
             beam = Beam(segments=parent.beam.segments + (candidate,), finished=candidate.finished)
-            children[qi].append(_Node(beam, item.prefix + item.generated, item.next_p_retrieve))
+            children[qi].append(_Node(beam, continuation.ids, continuation.next_p_retrieve))
         frontier = [prune(nodes, config.beam_width, weights) for nodes in children]
     predictions = []
     for qi, query in enumerate(queries):

@@ -3,6 +3,11 @@
 The checks of the retrieval mode, the threshold and the reward weights live here once (`parse_mode`,
 `parse_threshold`, `parse_weights`) and are what `DecodingConfig` runs, so `infer`, `evaluate`, `rerank` and `sweep`
 accept and refuse exactly the same values.
+
+The reward weights' defaults live in one place, `RewardWeights`' field defaults: `DecodingConfig` takes its own from
+there (`DEFAULT_WEIGHTS`), and a weight given as None (`null` in a config, which is how `conf/decoding/default.yaml`
+and `conf/rerank.yaml` write them) means that default. Runs record the resolved numbers (`metrics.json`,
+`run_config.json`), never the `null`.
 """
 
 from __future__ import annotations
@@ -31,8 +36,16 @@ def parse_threshold(value: Any, key: str = "decoding.threshold", *, allow_none: 
     return None
 
 
-def parse_weights(w_rel: Any, w_sup: Any, w_use: Any, use_seqscore: Any, *, prefix: str = "decoding") -> RewardWeights:
-    """The reward weights: each a finite number >= 0, `use_seqscore` a strict boolean.
+#: The library's default reward weights (`RewardWeights`' own field defaults).
+DEFAULT_WEIGHTS = RewardWeights()
+#: The settings that make up the reward weights, as named in configs (`decoding.w_rel`, ...).
+WEIGHT_KEYS = ("w_rel", "w_sup", "w_use", "use_seqscore")
+
+
+def parse_weights(
+    w_rel: Any = None, w_sup: Any = None, w_use: Any = None, use_seqscore: Any = None, *, prefix: str = "decoding"
+) -> RewardWeights:
+    """The reward weights: each a finite number >= 0, `use_seqscore` a strict boolean; None means the default.
 
     Raises:
         InputError: naming the key (`{prefix}.w_sup`, ...).
@@ -40,24 +53,35 @@ def parse_weights(w_rel: Any, w_sup: Any, w_use: Any, use_seqscore: Any, *, pref
     values = {}
     for name, value in (("w_rel", w_rel), ("w_sup", w_sup), ("w_use", w_use)):
         key = f"{prefix}.{name}"
+        if value is None:
+            values[name] = getattr(DEFAULT_WEIGHTS, name)
+            continue
         try:
             values[name] = as_float(value, key, minimum=0.0)
         except InputError:
             raise InputError(f"{key} must be a number >= 0, got {value!r}: a negative weight would reward the "
                              "opposite of the critique; set it to 0 to ignore that aspect") from None
-    return RewardWeights(**values, use_seqscore=as_bool(use_seqscore, f"{prefix}.use_seqscore"))
+    seqscore = DEFAULT_WEIGHTS.use_seqscore if use_seqscore is None else as_bool(use_seqscore, f"{prefix}.use_seqscore")
+    return RewardWeights(**values, use_seqscore=bool(seqscore))
+
+
+def with_default_weights(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A `decoding` mapping with every reward weight that is None (a config's `null`) replaced by its default, the
+    other keys untouched: what a run records, so a run made before the weights were `null` still matches."""
+    return {k: getattr(DEFAULT_WEIGHTS, k) if k in WEIGHT_KEYS and v is None else v for k, v in values.items()}
 
 
 @dataclass(frozen=True)
 class DecodingConfig:
-    """How the Self-RAG decoder behaves. Defaults are the paper's.
+    """How the Self-RAG decoder behaves. Defaults are the paper's (the weights': `RewardWeights`').
 
     Attributes:
         mode: "adaptive" (retrieve iff p_ret > threshold), "always" or "never".
         threshold: the adaptive-retrieval threshold on p_ret, in [0, 1].
         ndocs: passages per retrieval (one candidate continuation each).
         max_new_tokens: generation limit per candidate (per segment in long form).
-        w_rel, w_sup, w_use, use_seqscore: the reward weights (see `RewardWeights`).
+        w_rel, w_sup, w_use, use_seqscore: the reward weights (see `RewardWeights`); None means the default and is
+            replaced by it on construction.
         long_form: segment-level beam search instead of one-step short form.
         beam_width, max_depth: long-form beam width and maximum number of segments.
         score_all_paths: short form only; decode both the no-retrieval answer and the passage candidates for every
@@ -71,10 +95,10 @@ class DecodingConfig:
     threshold: float = 0.2
     ndocs: int = 5
     max_new_tokens: int = 100
-    w_rel: float = 1.0
-    w_sup: float = 1.0
-    w_use: float = 0.5
-    use_seqscore: bool = True
+    w_rel: float = DEFAULT_WEIGHTS.w_rel
+    w_sup: float = DEFAULT_WEIGHTS.w_sup
+    w_use: float = DEFAULT_WEIGHTS.w_use
+    use_seqscore: bool = DEFAULT_WEIGHTS.use_seqscore
     long_form: bool = False
     beam_width: int = 2
     max_depth: int = 7
@@ -87,7 +111,10 @@ class DecodingConfig:
             as_int(getattr(self, name), f"decoding.{name}", minimum=1)
         for name in ("long_form", "score_all_paths"):
             as_bool(getattr(self, name), f"decoding.{name}")
-        parse_weights(self.w_rel, self.w_sup, self.w_use, self.use_seqscore)
+        weights = parse_weights(self.w_rel, self.w_sup, self.w_use, self.use_seqscore)
+        for name in WEIGHT_KEYS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(weights, name))
         # Strings "true"/"false" pass the strict check; store real booleans so `if config.long_form` means it.
         for name in ("use_seqscore", "long_form", "score_all_paths"):
             object.__setattr__(self, name, as_bool(getattr(self, name), f"decoding.{name}"))

@@ -1,7 +1,7 @@
 """Pure critique scoring: reflection-token probabilities -> retrieval decision, IsRel/IsSup/IsUse and final scores.
 
-Formulas (DESIGN §4). `p(t)` is the model's full-vocabulary probability of token `t` at the position where its group
-is decided; each score renormalises within its group:
+Formulas (docs/decoding.md). `p(t)` is the model's full-vocabulary probability of token `t` at the position where
+its group is decided; each score renormalises within its group:
 
 - retrieve: p_ret = p([Retrieval]) / (p([Retrieval]) + p([No Retrieval])), compared with the threshold as a
   probability (the reference code compares log-probabilities and so retrieves almost always);
@@ -32,7 +32,12 @@ RETRIEVAL_MODES = ("adaptive", "always", "never")
 
 @dataclass(frozen=True)
 class RewardWeights:
-    """How candidate scores combine. Paper defaults: w_rel 1.0, w_sup 1.0, w_use 0.5, with the sequence score."""
+    """How candidate scores combine: final = seq [if use_seqscore] + w_rel IsRel + w_sup IsSup + w_use IsUse.
+
+    The field defaults (the paper's: w_rel 1.0, w_sup 1.0, w_use 0.5, with the sequence score) are the library's one
+    statement of the default weights: `DecodingConfig` takes its defaults from them, and a `null` weight in a config
+    (`conf/decoding/default.yaml`, `conf/rerank.yaml`) means "this default" (`selfrag.decoding.config.parse_weights`).
+    """
 
     w_rel: float = 1.0
     w_sup: float = 1.0

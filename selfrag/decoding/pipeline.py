@@ -3,17 +3,18 @@
 `SelfRAG.predict` batches all work across the queries it is given: one one-token scoring call for every first
 retrieval decision, then one generation call for every candidate of every query, which also yields all critique
 scores (the backend tracks the reflection tokens' log-probabilities at every position). Long form hands the same
-operations to `selfrag.decoding.beam`.
+operations to `selfrag.decoding.beam`, which sees this decoder only through the `selfrag.decoding.expansion.Expander`
+protocol (so beam never imports this module).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from selfrag import tokens as T
 from selfrag.decoding.backend import Backend
+from selfrag.decoding.beam import long_form_search
 from selfrag.decoding.codec import TokenCodec
 from selfrag.decoding.config import DecodingConfig
 from selfrag.decoding.critique import (
@@ -25,30 +26,11 @@ from selfrag.decoding.critique import (
     sequence_score,
     should_retrieve,
 )
+from selfrag.decoding.expansion import Continuation, Expansion
 from selfrag.decoding.grammar import candidate_problem
 from selfrag.prompts import PromptFormatter, passage_block, response_text
 from selfrag.retrieval.base import Retriever
 from selfrag.types import Candidate, Completion, Passage, Prediction, Query, ScoreRequest
-
-
-@dataclass(frozen=True)
-class Expansion:
-    """A continuation to generate: `prefix` ids, the passage inserted at its end (None: `[No Retrieval]`)."""
-
-    prefix: tuple[int, ...]
-    passage: Passage | None
-
-
-@dataclass(frozen=True)
-class Expanded:
-    """A generated and critiqued continuation: the candidate plus the ids needed to continue from it."""
-
-    candidate: Candidate
-    prefix: tuple[int, ...]
-    #: the generated ids without a trailing stop token; prefix + these is where the next segment starts.
-    generated: tuple[int, ...]
-    #: p_ret where generation stopped on `[Retrieval]` (long form: the model asks for another segment), else None.
-    next_p_retrieve: float | None
 
 
 def choose_short_form(
@@ -141,7 +123,7 @@ class SelfRAG:
         """Top-`ndocs` passages per query: its static passages, else the live retriever's (query text + context)."""
         return top_passages(queries, self.config.ndocs, self.retriever, contexts)
 
-    def expand(self, expansions: Sequence[Expansion], *, stop_at_retrieval: bool) -> list[Expanded]:
+    def expand(self, expansions: Sequence[Expansion], *, stop_at_retrieval: bool) -> list[Continuation]:
         """Generate one greedy continuation per expansion and critique it, all in one backend call.
 
         The backend follows the 15 reflection tokens at every generated position, so IsRel (first position after
@@ -159,7 +141,7 @@ class SelfRAG:
             stop_token_ids=self.codec.stop_ids + ((retrieval_id,) if stop_at_retrieval else ()),
             track_token_ids=self._tracked_ids,
         )
-        expanded = []
+        continuations = []
         for prompt, completion, expansion in zip(prompts, completions, expansions):
             generated, logprobs = completion.token_ids, completion.logprobs
             asked = bool(stop_at_retrieval and generated and generated[-1] == retrieval_id)
@@ -182,8 +164,8 @@ class SelfRAG:
                 use_probs=self._group_probs(completion, use_at, T.ISUSE_GROUP) if use_at is not None else None,
                 finished=not asked,
             )
-            expanded.append(Expanded(candidate, prompt, tuple(generated), next_p_retrieve))
-        return expanded
+            continuations.append(Continuation(candidate, prompt, tuple(generated), next_p_retrieve))
+        return continuations
 
     @property
     def _tracked_ids(self) -> tuple[int, ...]:
@@ -199,8 +181,6 @@ class SelfRAG:
     def predict(self, queries: Sequence[Query]) -> list[Prediction]:
         """Answer every query (short form, or long form when `config.long_form`)."""
         if self.config.long_form:
-            from selfrag.decoding.beam import long_form_search
-
             return long_form_search(self, queries)
         return self._short_form(queries)
 
@@ -225,7 +205,7 @@ class SelfRAG:
             if not decide[i] or not found or config.score_all_paths:
                 expansions.append(Expansion(prompt, None))
                 owners.append(i)
-        per_query: list[list[Expanded]] = [[] for _ in queries]
+        per_query: list[list[Continuation]] = [[] for _ in queries]
         for owner, item in zip(owners, self.expand(expansions, stop_at_retrieval=False)):
             per_query[owner].append(item)
         predictions = []

@@ -1,4 +1,4 @@
-"""Predictions as JSON (the `predictions.jsonl` schema of DESIGN §5) and back, and re-ranking saved predictions.
+"""Predictions as JSON (the `predictions.jsonl` schema, docs/formats.md) and back, and re-ranking saved predictions.
 
 Every candidate is written with its raw group probabilities (`probs`) and sequence score, so `rerank` can apply
 other reward weights (and, in short form, another retrieval mode or threshold) to a saved file without the model.

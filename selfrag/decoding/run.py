@@ -1,7 +1,7 @@
 """Resumable decoding of an input file into `predictions.jsonl`: the run machinery `infer` and `evaluate` share.
 
 A run directory holds
-- `predictions.jsonl`: one object per query (DESIGN §5), appended after every batch, so a killed run loses at most
+- `predictions.jsonl`: one object per query (docs/formats.md), appended after every batch, so a killed run loses at most
   the batch in flight and a re-run decodes only the missing ids (a torn last line is cut off; any other malformed
   line stops the run with its line number, `selfrag.io.read_done_ids`);
 - `run_config.json`: the settings that change predictions (`run_settings`); a re-run with other settings is refused
@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from selfrag.decoding.config import DecodingConfig
+from selfrag.decoding.config import DecodingConfig, with_default_weights
 from selfrag.decoding.context import ContextGuard, check_queries
 from selfrag.decoding.factory import PROMPT_CHOICES, build_selfrag, check_backend
 from selfrag.decoding.pipeline import SelfRAG
@@ -66,8 +66,15 @@ def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
 
 def run_settings(config: Mapping[str, Any], keys: Sequence[str] = RUN_KEYS) -> dict[str, Any]:
     """The values of `keys` (dotted paths, e.g. "backend.name") in a plain nested config mapping; absent keys are
-    None. This is what `run_config.json` records and what a resumed run is checked against."""
-    return {key: _lookup(config, key) for key in keys}
+    None. This is what `run_config.json` records and what a resumed run is checked against.
+
+    The `decoding` node is recorded with its reward weights resolved (a `null` weight as the library default), so
+    the record says which weights were used and matches runs recorded when the configs spelled the numbers out.
+    """
+    settings = {key: _lookup(config, key) for key in keys}
+    if isinstance(settings.get("decoding"), Mapping):
+        settings["decoding"] = with_default_weights(settings["decoding"])
+    return settings
 
 
 def check_resume(output_dir: Path, settings: dict[str, Any]) -> None:
