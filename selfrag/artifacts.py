@@ -1,4 +1,4 @@
-"""Artifact cards: the README written beside every trained model or dataset the project ships (DESIGN §5).
+"""Artifact cards: the README written beside every trained model or dataset the project ships (docs/formats.md).
 
 A card states the base model, the data and its hash, the exact command that produced the artifact, and its metrics
 (for trained models, the training curve), so anyone can tell what an artifact is and rebuild it.

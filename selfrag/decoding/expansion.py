@@ -32,7 +32,8 @@ class Continuation:
     Attributes:
         candidate: the generated text with its critique probabilities.
         prompt: the ids generation started from: the expansion's prefix plus the passage block or `[No Retrieval]`.
-        generated: the generated ids without a trailing stop token (`[Retrieval]` in long form).
+        generated: the generated ids, less a final `[Retrieval]` (long form stops there; the next expansion
+            writes it again before its passage); a final EOS is kept, as it ends the beam anyway.
         next_p_retrieve: p_ret where generation stopped on `[Retrieval]` (the model asks for another segment), else
             None.
     """
