@@ -4,8 +4,9 @@
 
 Writes `train.jsonl` in the released format `{instruction, input, output, id, dataset_name}` (resumable: a re-run
 skips seeds already written), `stats.json` / `stats.md` (counts of every reflection token, retrieval rate, passages
-per example, and the truth table of `critic/truth.py` against the seeds' gold answers) and `critic_calls.json` (critic
-calls per aspect, summed over every run into this directory). The steps and passage-choice rules are documented in
+per example, and the truth table of `critic/truth.py` against the seeds' gold answers), `critic_calls.json` (labels
+asked per aspect, summed over every run into this directory) and, with `labeler=teacher_first`, `labels_by.json`
+(how many items the teacher and the critic labelled). The steps and passage-choice rules are documented in
 `critic/annotate.py`.
 """
 
@@ -19,8 +20,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from critic.annotate import Annotator, PassageRules, RowVariants, annotate_file
+from critic.composite import TeacherFirst
 from critic.critic_data import in_dev_split
 from critic.critic_model import open_critic
+from critic.grounded import AnswerGroundedTeacher
 from critic.sources import read_source_list
 from critic.truth import data_report
 from selfrag.artifacts import command_line, write_card
@@ -30,7 +33,7 @@ from selfrag.io import InputError, read_jsonl, write_text_atomic
 from selfrag.models.loading import model_spec
 from selfrag.retrieval.factory import open_configured_retriever
 from selfrag.rundir import add_counts, claimed_output_dir, guard_settings
-from selfrag.values import as_bool, as_int
+from selfrag.values import as_bool, as_choice, as_int
 
 
 def _relative(path: str | None) -> str | None:
@@ -94,6 +97,7 @@ def run(cfg: DictConfig) -> Path:
     batch_size = as_int(cfg.batch_size, "batch_size", minimum=1)
     critic_batch = as_int(cfg.critic_batch_size, "critic_batch_size", minimum=1)
     use_ctxs = as_bool(cfg.use_ctxs, "use_ctxs")
+    labeler_kind = as_choice(cfg.labeler, "labeler", ("critic", "teacher_first"))
     backend = OmegaConf.to_container(cfg.backend, resolve=True, throw_on_missing=True)
     backend_name = backend.pop("name")
     check_backend(backend_name, backend)
@@ -106,15 +110,18 @@ def run(cfg: DictConfig) -> Path:
             "sources": sources, "k": k, "use_ctxs": use_ctxs, "retriever": None if use_ctxs else retriever,
             "corpus.path": str(cfg.corpus.path), "critic": OmegaConf.to_container(cfg.critic, resolve=True),
             "backend.name": backend_name, "passage_order": list(cfg.passage_order), "variants": dict(cfg.variants),
-            "min_segment_chars": min_chars,
+            "min_segment_chars": min_chars, "labeler": labeler_kind,
         }, outputs=("train.jsonl",))
         search = None if use_ctxs else open_configured_retriever(retriever, cfg.corpus.path).batch_search
         critic = open_critic(critic_spec, backend_name, backend, batch_size=critic_batch)
-        annotator = Annotator(critic, search, k=k, rules=rules, variants=variants, min_segment_chars=min_chars)
+        labeler = critic if labeler_kind == "critic" else TeacherFirst(AnswerGroundedTeacher(), critic)
+        annotator = Annotator(labeler, search, k=k, rules=rules, variants=variants, min_segment_chars=min_chars)
         out = output_dir / "train.jsonl"
         stats = annotate_file(seeds, annotator, out, batch_size=batch_size)
         critic.backend.close()
         add_counts(output_dir / "critic_calls.json", stats.critic_calls)
+        if labeler_kind == "teacher_first":
+            add_counts(output_dir / "labels_by.json", dict(labeler.counts))
         markdown = write_stats(cfg, output_dir, seeds)
         if cfg.export_dir:
             export_dataset(cfg, output_dir, Path(cfg.export_dir), markdown)

@@ -279,3 +279,20 @@ def test_short_answer_rows_state_the_passage_alias_and_add_supported_and_rejecte
     assert [r["id"] for r in Annotator(AnswerGroundedTeacher(), None, k=4).annotate([seed])] == ["q"]
     with pytest.raises(ValueError, match="must be >= 0"):
         RowVariants(supported=-1)
+
+
+def test_teacher_first_asks_the_critic_only_where_the_teacher_abstains():
+    from critic.composite import TeacherFirst
+    from critic.grounded import AnswerGroundedTeacher
+
+    critic = KeywordCritic()
+    labeler = TeacherFirst(AnswerGroundedTeacher(), critic)
+    grounded = LabelItem(ISREL, "q/p1", "What is X's job?", evidence=p("1", "X was a politician."),
+                         answers=("politician",))
+    no_answers = LabelItem(ISREL, "f/p2", "Write a poem.", evidence=Passage("2", "", "relevant words"))
+    labels = labeler.label([grounded, no_answers])
+    assert [(lab.label, lab.labeler) for lab in labels] == [(T.RELEVANT, "answer-grounded"),
+                                                           (T.RELEVANT, "keywords")]
+    assert critic.calls == 1 and dict(labeler.counts) == {"teacher/isrel": 1, "critic/isrel": 1}
+    labeler.label([grounded])  # nothing left for the critic: it is not called
+    assert critic.calls == 1 and labeler.counts["teacher/isrel"] == 2
