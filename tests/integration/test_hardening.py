@@ -151,7 +151,7 @@ CASES = [
     ("judge-no-server", "label",
      lambda f: label(f, "teacher=judge", "teacher.model=m", f"teacher.base_url={f.dead_url}", "teacher.max_retries=0"),
      "request failed 1 times"),
-    ("judge-no-model", "label", lambda f: label(f, "teacher=judge"), "the judge's model is not set"),
+    ("judge-no-model", "label", lambda f: label(f, "teacher=judge"), "teacher.model is required"),
     # -- strict resume -------------------------------------------------------------------------------------------------
     ("resumed-row-without-id", "infer", lambda f: infer(f, f"output_dir={_resumed(f, 'noid', NO_ID)}"),
      "predictions.jsonl:1: the row has no usable `id`"),
