@@ -26,6 +26,7 @@ from selfrag.inputs import NUMERIC_LABELS, gold_strings, passages_from_row
 from selfrag.inputs import row_id as read_row_id
 from selfrag.io import InputError, iter_jsonl
 from selfrag.prompts import format_instruction
+from selfrag.splits import question_key
 from selfrag.tokens import strip_reflection
 from selfrag.types import Passage
 
@@ -118,14 +119,28 @@ def sample_in_order(items: Sequence[SeedExample], size: int, seed: int) -> list[
     return [items[i] for i in chosen]
 
 
+def _question_keys(paths: Sequence[str], where: str) -> set[str]:
+    """The question keys (selfrag.splits.question_key) of the `question` fields of jsonl files."""
+    keys: set[str] = set()
+    for path in paths:
+        for line_no, row in iter_jsonl(path):
+            if not isinstance(row.get("question"), str):
+                raise InputError(f"{path}:{line_no}: {where} needs a `question` on every row")
+            keys.add(question_key(row["question"]))
+    return keys
+
+
 def read_source_list(sources: Sequence[dict[str, Any]]) -> list[SeedExample]:
-    """All seeds of a list of `{path, dataset, limit, offset, sample, seed, skip_yes_no}` entries (the `sources` key).
+    """All seeds of a list of `{path, dataset, limit, offset, sample, seed, skip_yes_no, exclude_questions}` entries
+    (the `sources` key).
 
     `offset`/`limit` take a slice of the file's rows; `skip_yes_no: true` drops rows whose gold answers are all
     yes/no (HotpotQA's comparison questions: no passage "contains" yes, so neither a teacher nor a reader can ground
     them in a passage); `sample` then keeps a random `sample` rows of what is left (seeded by `seed`, default 0; file
     order kept) — for files sorted by some key, such as PopQA by relation, where a leading slice would cover one
-    relation only. Ids are checked unique across sources.
+    relation only. `exclude_questions: [FILE, ...]` finally drops seeds whose instruction is the text of a question in
+    those files (held-out splits: PopQA repeats texts such as "Who was the screenwriter for Pilot?" across
+    entities). Ids are checked unique across sources.
     """
     seeds: list[SeedExample] = []
     for j, source in enumerate(sources):
@@ -139,6 +154,9 @@ def read_source_list(sources: Sequence[dict[str, Any]]) -> list[SeedExample]:
             if int(source["sample"]) < 1:
                 raise InputError(f"sources[{j}].sample must be a positive row count, got {source['sample']!r}")
             rows = sample_in_order(rows, int(source["sample"]), int(source.get("seed") or 0))
+        if source.get("exclude_questions"):
+            held_out = _question_keys(list(source["exclude_questions"]), f"sources[{j}].exclude_questions")
+            rows = [s for s in rows if question_key(s.instruction) not in held_out]
         seeds += rows
     seen: set[str] = set()
     for seed in seeds:
