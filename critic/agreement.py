@@ -33,6 +33,17 @@ class AspectAgreement:
     cohen_kappa: float | None
     confusion: dict[str, dict[str, int]]
 
+    def precision_recall(self) -> dict[str, tuple[float | None, float | None]]:
+        """Per label, taking A (the teacher) as the truth and B (the critic) as the prediction: precision = share of
+        B's uses of the label where A agrees, recall = share of A's uses of it that B found (None where undefined)."""
+        result: dict[str, tuple[float | None, float | None]] = {}
+        for label in self.confusion:
+            hits = self.confusion[label][label]
+            predicted = sum(row[label] for row in self.confusion.values())
+            actual = sum(self.confusion[label].values())
+            result[label] = (hits / predicted if predicted else None, hits / actual if actual else None)
+        return result
+
 
 def _index(labels: Sequence[Label | None], side: str) -> dict[tuple[str, str], str]:
     index: dict[tuple[str, str], str] = {}

@@ -23,7 +23,8 @@ def evaluate_critic(critic: CriticLabeler, rows: Sequence[dict[str, Any]], *, pr
 
 
 def confusion_markdown(report: dict[str, AspectAgreement]) -> str:
-    """One confusion table per aspect (rows: teacher label, columns: critic label)."""
+    """One confusion table per aspect (rows: teacher label, columns: critic label), then per-label precision and
+    recall of the critic against the teacher."""
     blocks = []
     for aspect, result in report.items():
         labels = list(result.confusion)
@@ -32,5 +33,9 @@ def confusion_markdown(report: dict[str, AspectAgreement]) -> str:
                  "|---|" + "---:|" * len(labels)]
         for lab in labels:
             lines.append(f"| `{lab}` | " + " | ".join(str(result.confusion[lab].get(c, 0)) for c in labels) + " |")
+        lines += ["", "| label | precision | recall |", "|---|---:|---:|"]
+        for lab, (precision, recall) in result.precision_recall().items():
+            shown = ["n/a" if v is None else f"{v:.3f}" for v in (precision, recall)]
+            lines.append(f"| `{lab}` | {shown[0]} | {shown[1]} |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)

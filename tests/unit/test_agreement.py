@@ -51,6 +51,9 @@ def test_three_way_and_five_way_aspects_list_every_label():
     assert (row.n, row.agreement) == (4, 0.5)
     assert row.cohen_kappa == pytest.approx(0.2)
     assert row.confusion == {f: {f: 1, p: 1, n: 0}, p: {f: 0, p: 1, n: 0}, n: {f: 1, p: 0, n: 0}}
+    # B says F for items 1 and 4 (A: F, N) -> precision 1/2; A says F for 1 and 2, B finds 1 -> recall 1/2.
+    # B says P for 2 and 3 (A: F, P) -> 1/2; A's only P is found -> 1. B never says N: precision undefined, recall 0.
+    assert row.precision_recall() == {f: (0.5, 0.5), p: (0.5, 1.0), n: (None, 0.0)}
     use = agreement([Label(ISUSE, "x", "[Utility:5]", "a")], [Label(ISUSE, "x", "[Utility:5]", "b")])[ISUSE]
     assert list(use.confusion) == ["[Utility:5]", "[Utility:4]", "[Utility:3]", "[Utility:2]", "[Utility:1]"]
     # Both sides used one and the same label throughout: p_e = 1, kappa undefined.
