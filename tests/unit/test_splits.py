@@ -102,6 +102,20 @@ def test_no_test_question_reaches_the_training_or_tuning_files():
         assert not (questions | test_instructions) & seed_questions, f"conf/seeds/indomain.yaml yields {name} test questions as seeds"
 
 
+def test_the_out_of_domain_seeds_hold_no_evaluation_question_of_any_split():
+    """seeds=outdomain (the paper's setting) keeps every PopQA long-tail and ARC question out, whatever its split."""
+    config = (ROOT / "conf" / "seeds" / "outdomain.yaml").read_text(encoding="utf-8")
+    seeds = read_source_list(yaml.safe_load(config.replace("${data_root}", str(ROOT / "data")))["sources"])
+    seed_questions = {question_key(seed.instruction) for seed in seeds}
+    assert len(seeds) > 1000
+    for name in SPLIT_NAMES:
+        for split in SPLITS:
+            path = ROOT / "data" / "splits" / name / f"{split}.jsonl"
+            questions = {question_key(r["question"]) for r in _read_jsonl(path)}
+            instructions = {question_key(s.instruction) for s in read_source_list([{"path": str(path)}])}
+            assert not (questions | instructions) & seed_questions, f"{name}/{split} question among the seeds"
+
+
 def test_exclude_questions_drops_seeds_after_sampling(tmp_path):
     source = tmp_path / "head.jsonl"
     source.write_text("".join(json.dumps({"id": i, "question": q, "answers": ["x"]}) + "\n"
