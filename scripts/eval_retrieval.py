@@ -1,6 +1,6 @@
 """Answer recall@k of a retriever on a question file with gold answers; writes `output_dir/recall.json`.
 
-    python scripts/eval_retrieval.py retriever=hybrid data.path=../shared/data/popqa/popqa_longtail_dev.jsonl
+    python scripts/eval_retrieval.py retriever=hybrid data.path=data/splits/popqa_longtail/dev.jsonl
 """
 
 from __future__ import annotations
