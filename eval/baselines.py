@@ -23,6 +23,7 @@ from typing import Any
 
 from selfrag import tokens as T
 from selfrag.decoding.backend import Backend, make_backend
+from selfrag.decoding.context import context_limit
 from selfrag.decoding.factory import prompt_formatter
 from selfrag.decoding.pipeline import top_passages
 from selfrag.decoding.records import passage_to_json
@@ -73,6 +74,8 @@ class Baseline:
         max_new_tokens: generation limit per answer.
         ndocs: passages prepended by standard_rag.
         retriever: live retriever for queries without static passages (standard_rag only).
+        context_limit: the model's context in tokens (selfrag.decoding.context.context_limit); a query whose prompt
+            + max_new_tokens exceeds it is refused with its id before anything is generated (None: not checked).
 
     Raises:
         InputError: unknown method.
@@ -88,6 +91,7 @@ class Baseline:
         max_new_tokens: int = 100,
         ndocs: int = 5,
         retriever: Retriever | None = None,
+        context_limit: int | None = None,
     ) -> None:
         if method not in BASELINES:
             raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r} (method=...)")
@@ -98,6 +102,7 @@ class Baseline:
         self.max_new_tokens = max_new_tokens
         self.ndocs = ndocs
         self.retriever = retriever
+        self.context_limit = context_limit
         self.stop_ids = _stop_ids(tokenizer)
         self._drop = set(self.stop_ids)
 
@@ -116,6 +121,12 @@ class Baseline:
         """Answer every query greedily in one batched backend call; one `predictions.jsonl` row each."""
         found = self.passages(queries)
         prompts = [self.prompt_ids(q, p) for q, p in zip(queries, found)]
+        for query, ids in zip(queries, prompts):
+            if self.context_limit is not None and len(ids) + self.max_new_tokens > self.context_limit:
+                raise InputError(
+                    f"question id={query.id!r} does not fit the model's context of {self.context_limit} tokens: its "
+                    f"{self.method} prompt is {len(ids)} tokens + decoding.max_new_tokens={self.max_new_tokens}; "
+                    f"shorten the question or its passages, drop the row, or lower decoding.ndocs")
         completions = self.backend.generate(prompts, max_new_tokens=self.max_new_tokens, stop_token_ids=self.stop_ids)
         rows = []
         for query, passages, completion in zip(queries, found, completions):
@@ -156,4 +167,5 @@ def open_baseline(method: str, settings: DecodeSettings) -> Baseline:
     retriever = settings.open_retriever() if method == "standard_rag" else None
     backend = make_backend(settings.backend, checkpoint, **settings.backend_options)
     return Baseline(method, backend, tokenizer, prompt=formatter, max_new_tokens=settings.decoding.max_new_tokens,
-                    ndocs=settings.decoding.ndocs, retriever=retriever)
+                    ndocs=settings.decoding.ndocs, retriever=retriever,
+                    context_limit=context_limit(checkpoint, settings.backend_options))

@@ -19,6 +19,7 @@ from selfrag.models.packaged import cache_root
 from selfrag.retrieval.base import Retriever
 from selfrag.retrieval.corpus import corpus_fingerprint, iter_corpus
 from selfrag.retrieval.store import META_FILE, read_meta, write_meta
+from selfrag.values import as_bool
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,12 @@ def open_retriever(
     """Open (building once into the cache if `index_dir` is None) a retriever of `kind`, cached per query if asked.
 
     Raises:
-        InputError: unknown kind, no index and no corpus, or an index of another kind / encoder.
+        InputError: unknown kind, `cache` not a boolean, no index and no corpus, or an index of another kind /
+            encoder.
     """
     if kind not in RETRIEVERS:
         raise InputError(f"retriever must be one of {', '.join(RETRIEVERS)} (or none), got {kind!r}")
+    use_cache = as_bool(options.get("cache", False), "retriever.cache")  # checked before any index is built
     if index_dir is None:
         if corpus_path is None:
             raise InputError(f"retriever={kind} needs retriever.index_dir=DIR (or corpus.path to build one)")
@@ -103,7 +106,7 @@ def open_retriever(
             _point_at_corpus(index_dir, Path(corpus_path))
     index_dir = Path(index_dir)
     retriever = _open(kind, index_dir, options)
-    if options.get("cache"):
+    if use_cache:
         from selfrag.retrieval.cache import CachedRetriever, RetrievalCache, index_fingerprint
 
         # Search settings (fusion, rrf_k, nprobe, encoder, ...) are part of the key: changing them must not reuse

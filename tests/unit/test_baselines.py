@@ -44,3 +44,21 @@ def test_baselines_answer_in_one_batched_call_with_the_predictions_fields():
     rows = Baseline("no_retrieval", backend, tokenizer, max_new_tokens=20).predict(queries)
     assert "singer" not in backend.generate_calls[0][0]
     assert [r["retrieved"] for r in rows] == [False, False] and rows[0]["answer"] == "paris is the capital ."
+
+
+def test_a_prompt_over_the_context_is_refused_with_its_id_before_generating():
+    import pytest
+
+    from selfrag.io import InputError
+
+    tokenizer = tokenizer_with_reflection_tokens()
+    long_passage = Passage("l1", "long", "word " * 400)
+    queries = [Query("short", "who is alice ?", "who is alice ?", passages=(ALICE,)),
+               Query("too-long", "who is bob ?", "who is bob ?", passages=(long_passage,))]
+    fits = len(Baseline("standard_rag", _backend(tokenizer), tokenizer, ndocs=1).prompt_ids(queries[0], [ALICE]))
+    backend = _backend(tokenizer)
+    baseline = Baseline("standard_rag", backend, tokenizer, max_new_tokens=20, ndocs=1, context_limit=fits + 20)
+    with pytest.raises(InputError, match=r"question id='too-long' does not fit the model's context of \d+ tokens"):
+        baseline.predict(queries)
+    assert backend.generate_calls == []
+    assert len(baseline.predict(queries[:1])) == 1  # exactly at the limit: decoded

@@ -108,6 +108,15 @@ def test_binary_corpus_and_empty_corpus(tmp_path):
         load_corpus(empty)
 
 
+def test_retriever_cache_is_a_strict_boolean_checked_before_any_index_is_built(tmp_path):
+    from selfrag.retrieval.factory import open_retriever
+
+    # "no" used to count as true; the check comes before the index would be built into tmp_path
+    with pytest.raises(InputError, match="retriever.cache must be true or false, got 'no'"):
+        open_retriever("bm25", index_dir=None, corpus_path=tmp_path / "corpus.tsv", options={"cache": "no"})
+    assert not any(tmp_path.iterdir())
+
+
 def test_seed_sources_read_through_the_same_checks(tmp_path):
     from critic.sources import read_seeds
 
