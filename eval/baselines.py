@@ -23,7 +23,7 @@ from typing import Any
 
 from selfrag import tokens as T
 from selfrag.decoding.backend import Backend, make_backend
-from selfrag.decoding.context import context_limit
+from selfrag.decoding.context import context_limit, refuse_if_too_long
 from selfrag.decoding.factory import prompt_formatter
 from selfrag.decoding.pipeline import top_passages
 from selfrag.decoding.records import passage_to_json
@@ -122,11 +122,9 @@ class Baseline:
         found = self.passages(queries)
         prompts = [self.prompt_ids(q, p) for q, p in zip(queries, found)]
         for query, ids in zip(queries, prompts):
-            if self.context_limit is not None and len(ids) + self.max_new_tokens > self.context_limit:
-                raise InputError(
-                    f"question id={query.id!r} does not fit the model's context of {self.context_limit} tokens: its "
-                    f"{self.method} prompt is {len(ids)} tokens + decoding.max_new_tokens={self.max_new_tokens}; "
-                    f"shorten the question or its passages, drop the row, or lower decoding.ndocs")
+            refuse_if_too_long(query.id, self.context_limit, len(ids) + self.max_new_tokens,
+                               f"its {self.method} prompt is {len(ids)} tokens + "
+                               f"decoding.max_new_tokens={self.max_new_tokens}")
         completions = self.backend.generate(prompts, max_new_tokens=self.max_new_tokens, stop_token_ids=self.stop_ids)
         rows = []
         for query, passages, completion in zip(queries, found, completions):

@@ -68,13 +68,20 @@ def check_queries(decoder: Any, queries: Sequence[Query], limit: int | None) -> 
         prompt = len(decoder.prompt_ids(query))
         passages = query.passages[: config.ndocs]
         block = max((len(decoder.codec.encode(passage_block(p))) for p in passages), default=1)
-        total = prompt + block + config.max_new_tokens
-        if total > limit:
-            longest = f" + its longest passage {block}" if passages else ""
-            raise InputError(
-                f"question id={query.id!r} does not fit the model's context of {limit} tokens: its prompt is {prompt} "
-                f"tokens{longest} + decoding.max_new_tokens={config.max_new_tokens} = {total}; {_fixes()}"
-            )
+        longest = f" + its longest passage {block}" if passages else ""
+        refuse_if_too_long(query.id, limit, prompt + block + config.max_new_tokens,
+                           f"its prompt is {prompt} tokens{longest} + decoding.max_new_tokens={config.max_new_tokens}")
+
+
+def refuse_if_too_long(query_id: str, limit: int | None, total: int, breakdown: str) -> None:
+    """Refuse a question whose first step needs `total` tokens, over the context `limit` (None: not checked).
+
+    Raises:
+        InputError: naming the question id, `breakdown` (where the tokens come from), the total and the limit.
+    """
+    if limit is not None and total > limit:
+        raise InputError(f"question id={query_id!r} does not fit the model's context of {limit} tokens: {breakdown} "
+                         f"= {total}; {_fixes()}")
 
 
 class ContextGuard:
