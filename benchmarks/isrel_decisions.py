@@ -7,22 +7,58 @@ answer (`critic.grounded.contains`), and for those, how often the answer is righ
 
     python benchmarks/isrel_decisions.py RUN [RUN ...]
 """
-import json, sys
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
 from critic.grounded import contains
-gold = {str(json.loads(l)["id"]): json.loads(l)["answers"] for l in open("data/splits/popqa_longtail/dev.jsonl")}
-for run in sys.argv[1:]:
-    n = rel = hold = rel_hold = right_hold_rel = right_hold_irr = hold_irr = empty = 0
-    for l in open(f"outputs/dev/popqa/{run}/predictions.jsonl"):
-        r = json.loads(l); answers = gold[str(r["id"])]
-        for c in r["candidates"]:
-            if not c.get("passage_text"): continue
-            n += 1
-            says_rel = c["text"].startswith("[Relevant]")
-            holds = any(contains(c["passage_text"], a) for a in answers)
-            right = any(contains(c["answer"] or "", a) for a in answers)
-            rel += says_rel; hold += holds; empty += not (c["answer"] or "").strip()
-            if holds and says_rel: rel_hold += 1; right_hold_rel += right
-            if holds and not says_rel: hold_irr += 1; right_hold_irr += right
-    print(f"{run}: passage candidates {n}; writes [Relevant] {rel/n:.1%}; passage holds answer {hold/n:.1%}; "
-          f"of those it writes [Relevant] {rel_hold/max(hold,1):.1%}, answer right after [Relevant] {right_hold_rel/max(rel_hold,1):.1%} "
-          f"({right_hold_rel}/{rel_hold}), after [Irrelevant] {right_hold_irr/max(hold_irr,1):.1%} ({right_hold_irr}/{hold_irr}); empty answers {empty}")
+from selfrag import tokens as T
+from selfrag.io import read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / max(whole, 1):.1%} ({part}/{whole})"
+
+
+def decisions(run_dir: Path, gold: dict[str, list[str]]) -> Counter:
+    """Counts over the passage candidates of one run (keys: candidates, relevant, holds, holds_relevant,
+    right_relevant, holds_irrelevant, right_irrelevant, empty)."""
+    counts: Counter = Counter()
+    for row in read_jsonl(run_dir / "predictions.jsonl"):
+        answers = gold[str(row["id"])]
+        for candidate in row["candidates"]:
+            if not candidate.get("passage_text"):
+                continue
+            answer = candidate["answer"] or ""
+            says_relevant = candidate["text"].startswith(T.RELEVANT)
+            holds = any(contains(candidate["passage_text"], a) for a in answers)
+            right = any(contains(answer, a) for a in answers)
+            counts.update(candidates=1, relevant=says_relevant, holds=holds, empty=not answer.strip())
+            if holds:
+                side = "relevant" if says_relevant else "irrelevant"
+                counts.update({f"holds_{side}": 1, f"right_{side}": right})
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="run names under outputs/dev/popqa/")
+    args = parser.parse_args()
+    gold = {str(r["id"]): r["answers"] for r in read_jsonl(ROOT / "data/splits/popqa_longtail/dev.jsonl")}
+    for run in args.runs:
+        c = decisions(ROOT / "outputs/dev/popqa" / run, gold)
+        print(f"{run}: passage candidates {c['candidates']}; "
+              f"writes [Relevant] {_share(c['relevant'], c['candidates'])}; "
+              f"passage holds the answer {_share(c['holds'], c['candidates'])}; of those it writes [Relevant] "
+              f"{_share(c['holds_relevant'], c['holds'])}; answer right after [Relevant] "
+              f"{_share(c['right_relevant'], c['holds_relevant'])}, after [Irrelevant] "
+              f"{_share(c['right_irrelevant'], c['holds_irrelevant'])}; empty answers {c['empty']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -14,10 +14,8 @@ import argparse
 import collections
 from pathlib import Path
 
-import yaml
-
 from critic.grounded import contains, groundable_answers, passage_text
-from critic.sources import read_source_list
+from critic.sources import read_source_list, seed_sources
 from selfrag.retrieval.factory import open_configured_retriever
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,8 +26,8 @@ def main() -> None:
     parser.add_argument("--seeds", default=str(ROOT / "conf/seeds/indomain.yaml"))
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args()
-    config = Path(args.seeds).read_text(encoding="utf-8").replace("${data_root}", str(ROOT / "data"))
-    seeds = [s for s in read_source_list(yaml.safe_load(config)["sources"]) if groundable_answers(s.answers)]
+    sources = seed_sources(args.seeds, ROOT / "data")
+    seeds = [s for s in read_source_list(sources) if groundable_answers(s.answers)]
     search = open_configured_retriever({"name": "bm25"}, ROOT / "data/corpus/wiki_passages.tsv").batch_search
     counts: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0, 0])
     for seed, passages in zip(seeds, search([s.instruction for s in seeds], args.k)):

@@ -130,6 +130,16 @@ def _question_keys(paths: Sequence[str], where: str) -> set[str]:
     return keys
 
 
+def seed_sources(config_path: str | os.PathLike[str], data_root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The `sources` list of a seed config (conf/seeds/*.yaml) read outside Hydra (benchmarks, tests), with
+    `${data_root}` resolved to `data_root`; pass it to `read_source_list`."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(config_path)
+    config.data_root = str(data_root)
+    return OmegaConf.to_container(config, resolve=True)["sources"]
+
+
 def read_source_list(sources: Sequence[dict[str, Any]]) -> list[SeedExample]:
     """All seeds of a list of `{path, dataset, limit, offset, sample, seed, skip_yes_no, exclude_questions}` entries
     (the `sources` key).

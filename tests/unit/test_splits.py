@@ -7,18 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from critic.sources import read_source_list
-from selfrag.io import InputError
+from critic.sources import read_source_list, seed_sources
+from selfrag.io import InputError, read_jsonl
 from selfrag.splits import SPLITS, assign_splits, question_key, read_split_ids
 
 ROOT = Path(__file__).resolve().parents[2]
 SPLIT_NAMES = ("popqa_longtail", "arc_challenge")
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def test_assign_splits_by_hand():
@@ -39,7 +34,8 @@ def test_assign_splits_by_hand():
 
 @pytest.mark.parametrize("rows, sizes, message", [
     ([{"id": "a", "question": "q"}, {"id": "b", "question": "r"}], (1, 1), "leave training rows"),
-    ([{"id": "a", "question": "q"}, {"id": "a", "question": "r"}, {"id": "c", "question": "s"}], (1, 0), "occurs twice"),
+    ([{"id": "a", "question": "q"}, {"id": "a", "question": "r"}, {"id": "c", "question": "s"}], (1, 0),
+     "occurs twice"),
     ([{"question": "q"}, {"id": "b", "question": "r"}, {"id": "c", "question": "s"}], (1, 0), "row 1"),
 ])
 def test_assign_splits_refuses_bad_rows(rows, sizes, message):
@@ -53,11 +49,11 @@ def test_committed_split_files_match_their_id_lists(name):
     ids = read_split_ids(folder / "ids.json")
     seen: set[str] = set()
     for split in SPLITS:
-        rows = _read_jsonl(folder / f"{split}.jsonl")
+        rows = read_jsonl(folder / f"{split}.jsonl")
         assert [str(r["id"]) for r in rows] == ids[split]
         assert not seen & set(ids[split]), f"{name}: an id is in two splits"
         seen |= set(ids[split])
-    questions = {split: {question_key(r["question"]) for r in _read_jsonl(folder / f"{split}.jsonl")}
+    questions = {split: {question_key(r["question"]) for r in read_jsonl(folder / f"{split}.jsonl")}
                  for split in SPLITS}
     assert not questions["test"] & (questions["train"] | questions["dev"]), f"{name}: a test question is elsewhere"
 
@@ -67,7 +63,7 @@ def _test_questions() -> dict[str, tuple[set[str], set[str], set[str]]]:
     out = {}
     for name in SPLIT_NAMES:
         path = ROOT / "data" / "splits" / name / "test.jsonl"
-        rows = _read_jsonl(path)
+        rows = read_jsonl(path)
         instructions = {question_key(seed.instruction) for seed in read_source_list([{"path": str(path)}])}
         out[name] = ({str(r["id"]) for r in rows}, {question_key(r["question"]) for r in rows}, instructions)
     return out
@@ -77,7 +73,7 @@ def test_no_test_question_reaches_the_training_or_tuning_files():
     """The generator data, the seed configuration (critic and generator data come from it) and the dev splits hold no
     question of a test split, by id or by text."""
     tests = _test_questions()
-    generator_rows = _read_jsonl(ROOT / "artifacts" / "generator-data" / "train.jsonl")
+    generator_rows = read_jsonl(ROOT / "artifacts" / "generator-data" / "train.jsonl")
     instructions = {question_key(r["instruction"]) for r in generator_rows}
     texts = [question_key(r["instruction"] + " " + r.get("input", "")) for r in generator_rows]
     for name, (ids, questions, test_instructions) in tests.items():
@@ -90,28 +86,26 @@ def test_no_test_question_reaches_the_training_or_tuning_files():
         assert not leaked, f"{name}: test questions in the generator data: {leaked[:3]}"
         for split in ("train", "dev"):
             other = {question_key(r["question"])
-                     for r in _read_jsonl(ROOT / "data" / "splits" / name / f"{split}.jsonl")}
+                     for r in read_jsonl(ROOT / "data" / "splits" / name / f"{split}.jsonl")}
             assert not questions & other
 
-    config = (ROOT / "conf" / "seeds" / "indomain.yaml").read_text(encoding="utf-8")
-    sources = yaml.safe_load(config.replace("${data_root}", str(ROOT / "data")))["sources"]
+    sources = seed_sources(ROOT / "conf" / "seeds" / "indomain.yaml", ROOT / "data")
     split_sources = [s["path"] for s in sources if "/splits/" in s["path"]]
     assert split_sources and all(path.endswith("/train.jsonl") for path in split_sources)
     seed_questions = {question_key(seed.instruction) for seed in read_source_list(sources)}
     for name, (_, questions, test_instructions) in tests.items():
-        assert not (questions | test_instructions) & seed_questions, f"conf/seeds/indomain.yaml yields {name} test questions as seeds"
+        assert not (questions | test_instructions) & seed_questions, f"indomain seeds hold {name} test questions"
 
 
 def test_the_out_of_domain_seeds_hold_no_evaluation_question_of_any_split():
     """seeds=outdomain (the paper's setting) keeps every PopQA long-tail and ARC question out, whatever its split."""
-    config = (ROOT / "conf" / "seeds" / "outdomain.yaml").read_text(encoding="utf-8")
-    seeds = read_source_list(yaml.safe_load(config.replace("${data_root}", str(ROOT / "data")))["sources"])
+    seeds = read_source_list(seed_sources(ROOT / "conf" / "seeds" / "outdomain.yaml", ROOT / "data"))
     seed_questions = {question_key(seed.instruction) for seed in seeds}
     assert len(seeds) > 1000
     for name in SPLIT_NAMES:
         for split in SPLITS:
             path = ROOT / "data" / "splits" / name / f"{split}.jsonl"
-            questions = {question_key(r["question"]) for r in _read_jsonl(path)}
+            questions = {question_key(r["question"]) for r in read_jsonl(path)}
             instructions = {question_key(s.instruction) for s in read_source_list([{"path": str(path)}])}
             assert not (questions | instructions) & seed_questions, f"{name}/{split} question among the seeds"
 
