@@ -152,6 +152,9 @@ CASES = [
      lambda f: label(f, "teacher=judge", "teacher.model=m", f"teacher.base_url={f.dead_url}", "teacher.max_retries=0"),
      "request failed 1 times"),
     ("judge-no-model", "label", lambda f: label(f, "teacher=judge"), "teacher.model is required"),
+    # checked before the (shipped) critic loads
+    ("annotate-passage-order-bogus", "annotate", lambda f: label(f, "passage_order=[fully,bogus]"),
+     "unknown passage class(es) ['bogus']"),
     # -- strict resume -------------------------------------------------------------------------------------------------
     ("resumed-row-without-id", "infer", lambda f: infer(f, f"output_dir={_resumed(f, 'noid', NO_ID)}"),
      "predictions.jsonl:1: the row has no usable `id`"),
