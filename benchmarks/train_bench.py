@@ -139,7 +139,8 @@ def _steady(step_tokens: list[int], step_seconds: list[float]) -> dict[str, Any]
 
 
 def run_ours(args: argparse.Namespace, memory: _PeakMemory, workdir: Path) -> dict[str, Any]:
-    from selfrag.training.trainer import TrainConfig, train
+    from selfrag.training.config import TrainConfig
+    from selfrag.training.trainer import train
 
     _, dataset, _ = _load_dataset(args.model, Path(args.data), args.max_length, Path(args.cache))
     config = TrainConfig(finetune="full", learning_rate=LEARNING_RATE, warmup_ratio=0.0, lr_scheduler="linear",
@@ -272,7 +273,7 @@ def main() -> None:
 
     ours, hf = ways["ours"], ways["hf_trainer"]
     result = {
-        "device": short, "device_name": full, "model": checkpoint, "random_init": args.random_init,
+        "device": short, "device_name": full, "model": Path(checkpoint).name, "random_init": args.random_init,
         "data": data_origin, "rows": stats.kept, "steps": args.steps, "batch_size": args.batch_size,
         "max_length": args.max_length, "hf_sampler": args.hf_sampler,
         "memory": "torch.cuda.max_memory_allocated" if short != "cpu" else "peak RSS delta",

@@ -11,11 +11,16 @@ import torch
 from safetensors.torch import load_file
 
 from selfrag import tokens as T
+from selfrag.io import InputError
 from selfrag.models.adapters import merged_checkpoint
 from selfrag.models.loading import ModelSpec, resolve_checkpoint
 from selfrag.training import trainer as trainer_module
+from selfrag.training.batching import plan_epoch
+from selfrag.training.checkpoints import checkpoint_steps
+from selfrag.training.config import TrainConfig
+from selfrag.training.loss import supervised_loss
 from selfrag.training.sft_data import load_sft_dataset, load_training_tokenizer
-from selfrag.training.trainer import TrainConfig, plan_epoch, supervised_loss, train
+from selfrag.training.trainer import train
 from tests.helpers import TRAINING_TEXTS, build_tiny_selfrag_model, build_tokenizer
 
 
@@ -135,7 +140,7 @@ def test_lora_step_trains_token_rows_and_leaves_base_frozen(kind, bases, lora_ru
     assert all("lora_" in k or "trainable_tokens_delta" in k for k in adapter)
     token_rows = [k for k in adapter if "trainable_tokens_delta" in k]
     assert len(token_rows) == (1 if kind == "tied" else 2)
-    assert trainer_module.checkpoint_steps(result.final_dir.parent) == [1]
+    assert checkpoint_steps(result.final_dir.parent) == [1]
     checkpoint = load_file(str(result.final_dir.parent / "checkpoints" / "step-1" / "model.safetensors"))
     assert checkpoint and all("lora_" in k or "trainable_tokens_delta" in k for k in checkpoint)
     info = json.loads((result.final_dir / "selfrag_adapter.json").read_text())
@@ -233,16 +238,16 @@ def test_resumed_run_ends_with_identical_weights(finetune, bases, data_file, tmp
     config = _config(finetune=finetune, learning_rate=5e-3, max_steps=4, save_every_steps=2, lora_dropout=0.2)
     straight = train(base, dataset, config, output_dir=tmp_path / "straight", progress=False)
 
-    save = trainer_module._save_checkpoint
+    save = trainer_module.save_checkpoint
 
     def save_then_crash(accelerator, root, step, *args):
         save(accelerator, root, step, *args)
         raise _Crash(f"killed after checkpoint {step}")
 
-    monkeypatch.setattr(trainer_module, "_save_checkpoint", save_then_crash)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_crash)
     with pytest.raises(_Crash):
         train(base, dataset, config, output_dir=tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(trainer_module, "_save_checkpoint", save)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save)
     resumed = train(base, dataset, config, output_dir=tmp_path / "resumed", progress=False)
 
     assert resumed.stats["resumed_from_step"] == 2 and straight.stats["resumed_from_step"] == 0
@@ -262,7 +267,7 @@ def test_resume_refuses_other_settings(bases, data_file, tmp_path):
     base = bases["untied"]
     dataset = _dataset(base, data_file)
     train(base, dataset, _config(finetune="lora"), output_dir=tmp_path, progress=False)
-    with pytest.raises(trainer_module.InputError, match="learning_rate"):
+    with pytest.raises(InputError, match="learning_rate"):
         train(base, dataset, _config(finetune="lora", learning_rate=1e-3), output_dir=tmp_path, progress=False)
 
 
@@ -281,3 +286,20 @@ def test_plan_epoch_is_deterministic_and_groups_by_length():
     by_tokens = plan_epoch(lengths, seed=3, epoch=1, batch_size=None, max_batch_tokens=400, group_size=8)
     assert sorted(i for batch in by_tokens for i in batch) == list(range(301))
     assert all(len(b) * max(lengths[b]) <= 400 for b in by_tokens)
+
+
+def test_token_learning_rate_gives_the_reflection_rows_their_own_group(bases):
+    """finetune.token_learning_rate: the reflection-token rows (and only they) get their own rate; without it one
+    rate for all; full fine-tuning refuses it."""
+    config = _config(finetune="lora", learning_rate=5e-5, token_learning_rate=1e-3)
+    model, _, token_ids = trainer_module.build_model(bases["untied"], config)
+    optimizer = trainer_module._make_optimizer(model, config, torch.device("cpu"))
+    rates = [group["lr"] for group in optimizer.param_groups]
+    token_group = [g for g in optimizer.param_groups if g["lr"] == 1e-3]
+    assert rates.count(1e-3) == 1 and set(rates) == {5e-5, 1e-3}
+    rows = {id(p) for n, p in model.named_parameters() if trainer_module.TOKEN_ROWS in n}
+    assert rows and {id(p) for p in token_group[0]["params"]} == rows and len(token_ids) == 15
+    plain = trainer_module._make_optimizer(model, _config(finetune="lora", learning_rate=5e-5), torch.device("cpu"))
+    assert {g["lr"] for g in plain.param_groups} == {5e-5}
+    with pytest.raises(InputError, match="token_learning_rate applies to finetune=lora only"):
+        _config(finetune="full", token_learning_rate=1e-3)
