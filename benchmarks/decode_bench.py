@@ -197,7 +197,7 @@ def main() -> None:
     result = {
         "backend": args.backend, "questions": n, "repeats": args.repeats, "ndocs": args.ndocs,
         "max_new_tokens": args.max_new_tokens,
-        "model": checkpoint, "random_weights": args.random_weights,
+        "model": Path(checkpoint).name, "random_weights": args.random_weights,
         "seconds": {k: round(v, 3) for k, v in timings.items()},
         "questions_per_second": {k: round(n / v, 3) for k, v in timings.items()},
         "ours_over_plain_time": round(timings["ours"] / timings["plain"], 3),

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 from rss import PeakMemory, reset_peak  # benchmarks/rss.py (this folder is on sys.path)
 
+from selfrag.artifacts import display_path
+
 ROOT = Path(__file__).resolve().parents[1]
 #: Corpus rows per brute-force matrix product: bounds the score block to queries x chunk floats (~260 MB at 1000).
 BRUTE_FORCE_CHUNK = 65_536
@@ -358,8 +360,8 @@ def corpus_retrievers(
                          "peak_mb": None})
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"part": "corpus", "corpus": str(corpus), "passages": len(passages), "questions": len(questions), "k": k,
-            "rows": rows}
+    return {"part": "corpus", "corpus": display_path(corpus), "passages": len(passages), "questions": len(questions),
+            "k": k, "rows": rows}
 
 
 def _run_corpus(args: argparse.Namespace) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import json
 import shutil
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from critic.annotate import Annotator, PassageRules, RowVariants, annotate_file
@@ -26,24 +25,15 @@ from critic.critic_model import open_critic
 from critic.grounded import AnswerGroundedTeacher
 from critic.sources import read_source_list
 from critic.truth import data_report
-from selfrag.artifacts import command_line, write_card
+from selfrag.artifacts import command_line, display_path, write_card
 from selfrag.cli import run_or_exit
 from selfrag.decoding.factory import check_backend
 from selfrag.io import InputError, read_jsonl, write_text_atomic
 from selfrag.models.loading import model_spec
+from selfrag.overrides import hydra_app
 from selfrag.retrieval.factory import open_configured_retriever
 from selfrag.rundir import add_counts, claimed_output_dir, guard_settings
 from selfrag.values import as_bool, as_choice, as_int
-
-
-def _relative(path: str | None) -> str | None:
-    """`path` relative to the working directory when it lies below it (cards should not name one machine's paths)."""
-    if not path:
-        return path
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return path
 
 
 def write_stats(cfg: DictConfig, output_dir: Path, seeds) -> str:
@@ -71,12 +61,13 @@ def export_dataset(cfg: DictConfig, output_dir: Path, export: Path, stats_md: st
                         + (f", random sample of {s.sample} rows, seed {s.get('seed') or 0}" if s.get("sample") else "")
                         + (", yes/no questions skipped" if s.get("skip_yes_no") else "")
                         + ")" for s in cfg.sources)
+    critic_adapter = display_path(cfg.critic.adapter) if cfg.critic.adapter else None
     write_card(
         export,
         title="Self-RAG generator training data",
         summary="Instruction/output pairs with reflection tokens and passages inserted offline by the critic "
         "(`scripts/annotate.py`), in the released Self-RAG format `{instruction, input, output, id, dataset_name}`.",
-        base=f"critic `{cfg.critic.name}` (adapter `{_relative(cfg.critic.adapter)}`) on its base",
+        base=f"critic `{cfg.critic.name}` (adapter `{critic_adapter}`) on its base",
         data=[s.path for s in cfg.sources] + [export / "train.jsonl"],
         command=command_line(),
         sections={"Sources": sources, "Rules": rules, "Statistics": stats_md.split("\n", 2)[2]},
@@ -130,7 +121,7 @@ def run(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="annotate")
+@hydra_app("annotate")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

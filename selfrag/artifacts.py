@@ -27,15 +27,28 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def display_path(path: str | os.PathLike[str]) -> str:
+    """`path` as a card shows it: relative to the working directory (the repository, for the commands the README
+    shows) when it lies below it, so committed cards name no one machine's directories; otherwise unchanged."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _display_argument(argument: str) -> str:
+    key, sep, value = argument.partition("=")
+    if sep and value.startswith("/"):
+        return f"{key}={display_path(value)}"
+    return argument
+
+
 def command_line(argv: Sequence[str] | None = None) -> str:
-    """The command that is running, as a user would retype it (script path relative to the working directory)."""
+    """The command that is running, as a user would retype it from the working directory (the script and any
+    `key=/absolute/path` below the working directory shown relative to it)."""
     argv = list(sys.argv if argv is None else argv)
     if argv:
-        script = Path(argv[0])
-        try:
-            argv[0] = str(script.resolve().relative_to(Path.cwd()))
-        except ValueError:
-            pass
+        argv = [display_path(argv[0]), *(_display_argument(a) for a in argv[1:])]
     return "python " + " ".join(shlex.quote(a) for a in argv)
 
 

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from selfrag import tokens as T
+from selfrag.fingerprint import FINGERPRINT_MEMO, content_fingerprint
 from selfrag.io import InputError
 
 log = logging.getLogger(__name__)
@@ -28,20 +29,17 @@ _MERGED_INFO = "selfrag_merged.json"
 _ADAPTER_FILES = ("adapter_", "tokenizer", "special_tokens_map", "added_tokens", "vocab", "merges", ADAPTER_INFO)
 
 
-def _fingerprint(directory: Path, *, contents: bool) -> str:
-    """Hash of a directory: file names and sizes plus mtimes, or (with `contents`, for the small adapter files that
-    make the model) their bytes."""
-    digest = hashlib.sha256()
-    for path in sorted(directory.rglob("*")):
-        if not path.is_file() or (contents and not path.name.startswith(_ADAPTER_FILES)):
-            continue
-        stat = path.stat()
-        digest.update(f"{path.relative_to(directory)}:{stat.st_size}".encode())
-        if contents:
-            digest.update(path.read_bytes())
-        else:
-            digest.update(str(stat.st_mtime_ns).encode())
-    return digest.hexdigest()[:16]
+def _is_adapter_file(path: Path) -> bool:
+    return path.name.startswith(_ADAPTER_FILES)
+
+
+def base_matches(info: dict, base: Path, cache_dir: Path) -> bool | None:
+    """Whether `base` is bit-identical to the base an adapter was trained on, by the content fingerprint its
+    `selfrag_adapter.json` recorded (`info`); None when it recorded none (adapters trained before it was recorded)."""
+    recorded = info.get("base_content_fingerprint")
+    if not recorded:
+        return None
+    return recorded == content_fingerprint(base, memo=cache_dir / FINGERPRINT_MEMO)
 
 
 def merged_checkpoint(
@@ -65,10 +63,11 @@ def merged_checkpoint(
     if not (base / "config.json").is_file():
         raise InputError(f"{base}: not a base checkpoint directory (no config.json); set model.path to the base the "
                          f"adapter was trained on (see {adapter / ADAPTER_INFO})")
-    key = hashlib.sha256(
-        f"{base.resolve()}:{_fingerprint(base, contents=False)}:{_fingerprint(adapter, contents=True)}".encode()
-    ).hexdigest()[:16]
-    target = Path(cache_dir).expanduser() / f"{adapter.resolve().parent.name}-{adapter.name}-merged-{key}"
+    cache = Path(cache_dir).expanduser()
+    base_key = content_fingerprint(base, memo=cache / FINGERPRINT_MEMO)
+    adapter_key = content_fingerprint(adapter, keep=_is_adapter_file)
+    key = hashlib.sha256(f"{base_key}:{adapter_key}".encode()).hexdigest()[:16]
+    target = cache / f"{adapter.resolve().parent.name}-{adapter.name}-merged-{key}"
     if (target / "config.json").is_file():
         return target
 
@@ -80,9 +79,14 @@ def merged_checkpoint(
 
     info_path = adapter / ADAPTER_INFO
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    recorded = info.get("base_model_dir")
-    if recorded and Path(recorded).resolve() != base.resolve():
-        log.warning("adapter %s was trained on %s; merging it into %s", adapter, recorded, base)
+    recorded = info.get("base_model") or info.get("base_model_dir")
+    matches = base_matches(info, base, cache)
+    if matches is False:
+        log.warning("adapter %s was trained on another base than %s (its recorded base_content_fingerprint %s is not "
+                    "this base's): the merged model is not the one its card describes", adapter, base,
+                    info["base_content_fingerprint"])
+    elif matches is None:
+        log.info("adapter %s records no content fingerprint of its base; merging into %s unchecked", adapter, base)
     log.info("merging adapter %s into %s -> %s (once)", adapter, base, target)
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     base_tokenizer = AutoTokenizer.from_pretrained(base)

@@ -8,7 +8,6 @@ at random or at the global mean, so an untrained base already gives the tokens o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from selfrag import tokens as T
+from selfrag.fingerprint import FINGERPRINT_MEMO, content_fingerprint
 from selfrag.io import InputError
 
 log = logging.getLogger(__name__)
@@ -89,16 +89,6 @@ def add_reflection_tokens(model: Any, tokenizer: Any) -> int:
     return len(new)
 
 
-def _fingerprint(directory: Path) -> str:
-    """A cheap content fingerprint of a checkpoint directory (file names, sizes and mtimes)."""
-    digest = hashlib.sha256()
-    for path in sorted(directory.rglob("*")):
-        if path.is_file():
-            stat = path.stat()
-            digest.update(f"{path.relative_to(directory)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
-
-
 def checkpoint_with_reflection_tokens(source: Path, cache_dir: Path) -> Path:
     """Return a checkpoint directory equal to `source` plus the reflection tokens, created once and cached.
 
@@ -110,7 +100,9 @@ def checkpoint_with_reflection_tokens(source: Path, cache_dir: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(source)
     if all(t in tokenizer.get_vocab() for t in T.REFLECTION_TOKENS):
         return source
-    target = cache_dir / f"{source.name}-reflection-{_fingerprint(source)}"
+    # named by the source's bytes, so every machine builds (and finds) the same directory for the same base
+    source_fingerprint = content_fingerprint(source, memo=cache_dir / FINGERPRINT_MEMO)
+    target = cache_dir / f"{source.name}-reflection-{source_fingerprint}"
     if (target / "config.json").is_file():
         return target
     log.info("adding reflection tokens to %s -> %s (once)", source, target)
@@ -121,7 +113,9 @@ def checkpoint_with_reflection_tokens(source: Path, cache_dir: Path) -> Path:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "selfrag_tokens.json").write_text(json.dumps({"source": str(source), "added": added}, indent=2))
+        # no absolute path here: the directory's bytes must not depend on the machine that built it
+        record = {"source": source.name, "source_fingerprint": source_fingerprint, "added": added}
+        (tmp / "selfrag_tokens.json").write_text(json.dumps(record, indent=2))
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
