@@ -11,13 +11,13 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from critic.agreement import agreement, format_agreement
 from critic.labelling import read_labelled
 from selfrag.cli import run_or_exit
 from selfrag.io import write_text_atomic
+from selfrag.overrides import hydra_app
 
 
 def run(cfg: DictConfig) -> Path:
@@ -33,7 +33,7 @@ def run(cfg: DictConfig) -> Path:
     return output_dir
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="agreement")
+@hydra_app("agreement")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

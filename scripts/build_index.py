@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import time
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from selfrag.cli import run_or_exit
 from selfrag.io import InputError
+from selfrag.overrides import hydra_app
 from selfrag.retrieval.factory import RETRIEVERS, build_index
 from selfrag.retrieval.store import read_meta
 from selfrag.rundir import claim_output_dir
@@ -32,7 +32,7 @@ def run(cfg: DictConfig) -> None:
     print(f"{kind} index of {meta['passages']} passages built in {time.perf_counter() - started:.1f}s: {index_dir}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="build_index")
+@hydra_app("build_index")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

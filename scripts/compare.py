@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from eval.runs import compare_runs, comparison_line, load_run
 from selfrag.cli import run_or_exit
 from selfrag.io import write_jsonl_atomic, write_text_atomic
+from selfrag.overrides import hydra_app
 from selfrag.rundir import claim_output_dir
 from selfrag.values import as_float, as_int, as_str
 
@@ -38,7 +38,7 @@ def run(cfg: DictConfig) -> Path:
     return path
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
+@hydra_app("compare")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

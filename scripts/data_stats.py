@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from critic.critic_data import in_dev_split
@@ -21,6 +20,7 @@ from critic.sources import read_source_list
 from critic.truth import data_report
 from selfrag.cli import run_or_exit
 from selfrag.io import InputError, read_jsonl, write_text_atomic
+from selfrag.overrides import hydra_app
 
 
 def run(cfg: DictConfig) -> Path:
@@ -38,7 +38,7 @@ def run(cfg: DictConfig) -> Path:
     return out_dir / "stats.md"
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="data_stats")
+@hydra_app("data_stats")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import time
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from selfrag.cli import run_or_exit
 from selfrag.io import InputError, iter_jsonl, write_text_atomic
+from selfrag.overrides import hydra_app
 from selfrag.retrieval.evaluation import answer_recall
 from selfrag.retrieval.factory import RETRIEVERS, open_configured_retriever
 from selfrag.rundir import claim_output_dir
@@ -61,7 +61,7 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval_retrieval")
+@hydra_app("eval_retrieval")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

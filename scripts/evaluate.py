@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from eval.baselines import METHODS, open_baseline
@@ -30,6 +29,7 @@ from selfrag.decoding.run import (
     summary,
 )
 from selfrag.io import InputError
+from selfrag.overrides import hydra_app
 from selfrag.rundir import claimed_output_dir
 from selfrag.values import as_choice, as_int, as_str
 
@@ -84,7 +84,7 @@ def run(cfg: DictConfig) -> Path:
     return output_dir / METRICS
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra_app("evaluate")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

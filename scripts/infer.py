@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from selfrag.cli import run_or_exit
 from selfrag.decoding.run import DecodeSettings, SelfRAGPredictor, decode_file, run_settings, summary
+from selfrag.overrides import hydra_app
 from selfrag.values import as_int
 
 
@@ -32,7 +32,7 @@ def run(cfg: DictConfig) -> Path:
     return result.path
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="infer")
+@hydra_app("infer")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

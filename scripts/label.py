@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from critic.critic_data import build_critic_data
@@ -21,6 +20,7 @@ from critic.labelling import label_seeds, read_labelled
 from critic.sources import read_source_list
 from selfrag.cli import run_or_exit
 from selfrag.io import InputError, append_jsonl, write_jsonl_atomic, write_text_atomic
+from selfrag.overrides import hydra_app
 from selfrag.retrieval.factory import open_configured_retriever
 from selfrag.rundir import claimed_output_dir, guard_settings
 from selfrag.values import as_bool, as_int
@@ -87,7 +87,7 @@ def run(cfg: DictConfig) -> Path:
     return output_dir
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="label")
+@hydra_app("label")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

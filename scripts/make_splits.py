@@ -14,11 +14,11 @@ import hashlib
 import json
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from selfrag.cli import run_or_exit
 from selfrag.io import read_jsonl, write_jsonl_atomic, write_text_atomic
+from selfrag.overrides import hydra_app
 from selfrag.splits import SPLITS, assign_splits
 
 
@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> None:
         print(f"{spec.name}: " + ", ".join(f"{s} {len(ids[s])}" for s in SPLITS))
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="make_splits")
+@hydra_app("make_splits")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

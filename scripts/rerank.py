@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
@@ -18,6 +17,7 @@ from selfrag.cli import run_or_exit
 from selfrag.decoding.config import parse_mode, parse_threshold, parse_weights
 from selfrag.decoding.records import rerank
 from selfrag.io import InputError, iter_jsonl, write_jsonl_atomic
+from selfrag.overrides import hydra_app
 from selfrag.rundir import claimed_output_dir, refuse_input_dir
 from selfrag.values import as_str
 
@@ -49,7 +49,7 @@ def run(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="rerank")
+@hydra_app("rerank")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from eval.runs import load_run
 from eval.tables import results_markdown, results_rows
 from selfrag.cli import run_or_exit
 from selfrag.io import InputError, write_text_atomic
+from selfrag.overrides import hydra_app
 
 
 def run(cfg: DictConfig) -> Path:
@@ -36,7 +36,7 @@ def run(cfg: DictConfig) -> Path:
     return path
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="results_table")
+@hydra_app("results_table")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

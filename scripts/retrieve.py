@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from selfrag.cli import run_or_exit
 from selfrag.inputs import query_from_row
 from selfrag.io import InputError, iter_jsonl, write_jsonl_atomic
+from selfrag.overrides import hydra_app
 from selfrag.prompts import TASKS
 from selfrag.retrieval.factory import RETRIEVERS, open_retriever
 from selfrag.rundir import claim_output_dir
@@ -59,7 +59,7 @@ def run(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="retrieve")
+@hydra_app("retrieve")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from eval.reflection import reflection_diagnostics, reflection_markdown
@@ -33,6 +32,7 @@ from selfrag.cli import run_or_exit
 from selfrag.decoding.config import parse_threshold, parse_weights
 from selfrag.decoding.critique import RewardWeights
 from selfrag.io import InputError, write_text_atomic
+from selfrag.overrides import hydra_app
 from selfrag.rundir import claim_output_dir
 from selfrag.values import as_bool, as_float, as_float_list, as_str
 
@@ -103,7 +103,7 @@ def run(cfg: DictConfig) -> Path:
     return output_dir
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="sweep")
+@hydra_app("sweep")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

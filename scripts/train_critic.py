@@ -17,7 +17,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from critic.agreement import format_agreement
@@ -27,8 +26,10 @@ from selfrag.artifacts import command_line, export_artifact, training_curve, wri
 from selfrag.cli import run_or_exit
 from selfrag.io import read_jsonl, write_text_atomic
 from selfrag.models.loading import ModelSpec, resolve_checkpoint
+from selfrag.overrides import hydra_app
+from selfrag.training.config import TrainConfig
 from selfrag.training.sft_data import load_sft_dataset, load_training_tokenizer
-from selfrag.training.trainer import TrainConfig, train
+from selfrag.training.trainer import train
 
 
 def run(cfg: DictConfig) -> Path:
@@ -82,7 +83,7 @@ def run(cfg: DictConfig) -> Path:
     return result.final_dir
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train_critic")
+@hydra_app("train_critic")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

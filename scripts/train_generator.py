@@ -21,16 +21,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from selfrag.artifacts import command_line, export_artifact, file_sha256, training_curve, write_card
+from selfrag.artifacts import command_line, display_path, export_artifact, file_sha256, training_curve, write_card
 from selfrag.cli import run_or_exit
 from selfrag.io import InputError, write_text_atomic
 from selfrag.models.loading import ModelSpec, resolve_checkpoint
+from selfrag.overrides import hydra_app
+from selfrag.training.config import TrainConfig
 from selfrag.training.data_files import TrainingFiles, prepare_training_files
 from selfrag.training.sft_data import SFTStats, load_sft_dataset, load_training_tokenizer
-from selfrag.training.trainer import TrainConfig, train
+from selfrag.training.trainer import train
 
 
 def _time_line(stats: dict[str, Any]) -> str:
@@ -55,13 +56,13 @@ def _data_section(files: TrainingFiles) -> str:
     if not files.derived:
         return "Trained on the files above as they are."
     lines = ["Trained on files this run derived from:", ""]
-    lines += [f"- `{path}` (sha256 `{file_sha256(path)}`)" for path in files.sources]
+    lines += [f"- `{display_path(path)}` (sha256 `{file_sha256(path)}`)" for path in files.sources]
     lines += ["", *[f"- {note}" for note in files.notes]]
     return "\n".join(lines)
 
 
 def _file_records(paths: list[Path]) -> list[dict[str, str]]:
-    return [{"path": str(path), "sha256": file_sha256(path)} for path in paths]
+    return [{"path": display_path(path), "sha256": file_sha256(path)} for path in paths]
 
 
 def run(cfg: DictConfig) -> Path:
@@ -146,7 +147,7 @@ def run(cfg: DictConfig) -> Path:
     return result.final_dir
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train_generator")
+@hydra_app("train_generator")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (bad input: one `error:` line, exit status 2)."""
     run_or_exit(run, cfg)

@@ -187,6 +187,14 @@ CASES = [
     ("id-null", "infer", lambda f: infer(f, f"data.path={f.id_null}"),
      "id_null.jsonl:1: `id` must be a non-empty string or an integer, got None"),
     ("id-list", "evaluate", lambda f: evaluate(f, f"data.path={f.id_list}"), "id_list.jsonl:1: `id` must be"),
+    # -- mistyped keys and options: one line with the closest real one (selfrag.overrides) -----------------------------
+    ("typo-key", "infer", lambda f: infer(f, "decoding.treshold=0.3"),
+     "decoding.treshold: no such setting in conf/infer.yaml; did you mean decoding.threshold?"),
+    ("typo-group-key", "evaluate", lambda f: evaluate(f, "decodin.ndocs=3"), "did you mean decoding.ndocs?"),
+    ("typo-option", "infer", lambda f: infer(f, "backend=vlm"),
+     "backend=vlm: no such option in conf/backend/; did you mean backend=vllm? choices: hf, vllm"),
+    ("typo-train-key", "train_generator", lambda f: ["finetune.learnig_rate=1e-4"],
+     "did you mean finetune.learning_rate?"),
     # -- missing required keys -----------------------------------------------------------------------------------------
     ("no-predictions", "rerank", lambda f: [], "predictions is required"),
     ("custom-model-without-path", "infer", lambda f: ["model=custom", f"data.path={f.good}"],

@@ -109,8 +109,9 @@ def test_model_without_reflection_tokens_is_refused(tmp_path, popqa_file):
 def test_unknown_task_lists_the_choices(tiny_model_dir, tmp_path):
     proc = infer("model=custom", f"model.path={tiny_model_dir}", "task=nq", f"output_dir={tmp_path / 'o'}",
                  check=False)
-    assert proc.returncode != 0
-    assert "task/nq" in proc.stderr and "popqa" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "task=nq: no such option in conf/task/" in proc.stderr and "choices: arc_challenge, asqa, bio, popqa" in \
+        proc.stderr
 
 
 def test_rerank_script_reweights_and_rethresholds_saved_predictions(tiny_model_dir, popqa_file, tmp_path):
@@ -136,3 +137,21 @@ def test_rerank_script_reweights_and_rethresholds_saved_predictions(tiny_model_d
         assert all(c["scores"]["final"] == 0.0 for c in row["candidates"])
     proc = rerank(f"predictions={out / 'predictions.jsonl'}", "decoding.w_use=-2", f"output_dir={tmp_path / 'x'}")
     assert proc.returncode == 2 and "error: decoding.w_use must be a number >= 0" in proc.stderr
+
+
+@pytest.mark.parametrize("model", ["selfrag_smollm2_135m", "sft_smollm2_135m_notokens"])
+def test_model_path_alone_means_that_model(model, tmp_path):
+    """`model.path=DIR` on a shipped model's group drops that model's adapter, prompt and name (DIR is the model);
+    an adapter given beside it still applies; without `model.path` the shipped adapter is used."""
+    import yaml
+
+    def resolved(*overrides):
+        proc = run_script("infer", f"model={model}", *overrides, "--cfg", "job", "--resolve")
+        return yaml.safe_load(proc.stdout)["model"]
+
+    own = resolved(f"model.path={tmp_path}")
+    assert (own["name"], own["path"], own["adapter"], own["prompt"]) == ("custom", str(tmp_path), None, None)
+    assert resolved(f"model.path={tmp_path}", "model.adapter=/x/final")["adapter"] == "/x/final"
+    shipped = resolved()
+    assert shipped["name"] == model and shipped["path"] is None and shipped["adapter"].endswith(
+        "artifacts/" + model.replace("_", "-"))

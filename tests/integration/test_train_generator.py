@@ -153,6 +153,8 @@ def compose_generator():
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
+    import selfrag.overrides  # noqa: F401  (registers the resolvers conf/ uses)
+
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         def _compose(*overrides: str):
             cfg = compose("train_generator", overrides=list(overrides), return_hydra_config=True)
@@ -166,7 +168,7 @@ def test_generator_config_composes_for_each_finetune_and_data_choice(compose_gen
     from omegaconf import OmegaConf
 
     from selfrag.models.loading import ModelSpec
-    from selfrag.training.trainer import TrainConfig
+    from selfrag.training.config import TrainConfig
 
     def dry_start(*overrides):
         """What `run` builds before any work: the model spec, the training config and the data settings."""
@@ -246,7 +248,8 @@ def test_accelerate_configs_read_as_accelerate_launch_reads_them(monkeypatch):
 
 
 def test_deepspeed_values_the_trainer_decides_are_filled_in():
-    from selfrag.training.trainer import TrainConfig, _configure_deepspeed
+    from selfrag.training.config import TrainConfig
+    from selfrag.training.trainer import _configure_deepspeed
 
     def accelerator(ds_config):
         return SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=SimpleNamespace(deepspeed_config=ds_config)),
