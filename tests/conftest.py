@@ -1,11 +1,24 @@
-"""Test-wide settings: no hub access, no non-loopback network, GPU tests skipped without CUDA."""
+"""Test-wide settings: no hub access, no non-loopback network, caches in a temporary directory, GPU tests skipped
+without CUDA."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 
 import pytest
+
+# The suite never writes into the user's caches (~/.cache/selfrag's converted and merged models, vLLM's compile
+# cache, ...): everything goes under one temporary directory, removed at the end. SELFRAG_TEST_CACHE names a
+# directory to keep and reuse between runs instead (faster repeated runs; still not the user's cache).
+_KEEP_CACHE = bool(os.environ.get("SELFRAG_TEST_CACHE"))
+TEST_CACHE = Path(os.environ.get("SELFRAG_TEST_CACHE") or tempfile.mkdtemp(prefix="selfrag-test-cache-"))
+os.environ["SELFRAG_CACHE"] = str(TEST_CACHE / "selfrag")
+os.environ["XDG_CACHE_HOME"] = str(TEST_CACHE)
+os.environ["VLLM_CACHE_ROOT"] = str(TEST_CACHE / "vllm")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -45,3 +58,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     from tests.helpers import build_tiny_selfrag_model
 
     return str(build_tiny_selfrag_model(tmp_path_factory.mktemp("tiny-selfrag")))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _KEEP_CACHE:
+        shutil.rmtree(TEST_CACHE, ignore_errors=True)
