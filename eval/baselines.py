@@ -29,7 +29,7 @@ from selfrag.decoding.pipeline import top_passages
 from selfrag.decoding.records import passage_to_json
 from selfrag.decoding.run import DecodeSettings
 from selfrag.io import InputError
-from selfrag.models.loading import load_tokenizer, resolve_checkpoint
+from selfrag.models.loading import ModelSpec, load_tokenizer, resolve_checkpoint
 from selfrag.prompts import PromptFormatter
 from selfrag.retrieval.base import Retriever
 from selfrag.types import Passage, Query
@@ -146,6 +146,22 @@ class Baseline:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def check_baseline_model(method: str, model: ModelSpec) -> None:
+    """Refuse a plain-answer baseline on a model trained to write reflection tokens: its output is
+    `[Retrieval]<paragraph>...` markup, the stripped answer is empty and the baseline would silently score ~0.
+
+    Raises:
+        InputError: `method` is a baseline and `model.writes_reflection` is set.
+    """
+    if method in BASELINES and model.writes_reflection:
+        raise InputError(
+            f"method={method} reads the model's plain answer, but model {model.name!r} was trained to write reflection "
+            "tokens and passages (its answers would be that markup, scored as empty); evaluate a baseline on "
+            "model=sft_smollm2_135m_notokens (the same rows without tokens) or model=smollm2_135m_instruct (the "
+            "base), or set model.writes_reflection=false to run it anyway"
+        )
 
 
 def open_baseline(method: str, settings: DecodeSettings) -> Baseline:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from eval.baselines import METHODS, open_baseline
+from eval.baselines import METHODS, check_baseline_model, open_baseline
 from eval.components import NLIFactScorer, TransformersNLIScorer
 from eval.reflection import reflection_diagnostics
 from eval.runs import METRICS, REPORT, metrics_record, report_markdown, write_scores
@@ -39,6 +39,7 @@ def run(cfg: DictConfig) -> Path:
     config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     method = as_choice(config["method"], "method", METHODS)
     settings = DecodeSettings.from_config(config)
+    check_baseline_model(method, settings.model)
     examples = as_int(config["summary_examples"], "summary_examples", minimum=0)
     nli_model = as_str(config["scoring"]["nli_model"], "scoring.nli_model", allow_none=True)
     device = config["scoring"]["device"]

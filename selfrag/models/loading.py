@@ -33,6 +33,8 @@ class ModelSpec:
             loaded.
         prompt: the prompt style the model was fine-tuned with ("selfrag" or "chat"), which `prompt=auto` then
             uses; None when unknown (auto then picks the tokenizer's chat template if it has one).
+        writes_reflection: the model was trained to write reflection tokens and passages (a Self-RAG generator): it
+            is decoded with Self-RAG, and the plain-answer baselines refuse it (its answers would be the markup).
     """
 
     name: str
@@ -41,6 +43,7 @@ class ModelSpec:
     add_reflection_tokens: bool = False
     adapter: str | None = None
     prompt: str | None = None
+    writes_reflection: bool = False
 
 
 def model_spec(values: Mapping[str, Any], *, key: str = "model") -> ModelSpec:
@@ -57,6 +60,7 @@ def model_spec(values: Mapping[str, Any], *, key: str = "model") -> ModelSpec:
         add_reflection_tokens=as_bool(values.get("add_reflection_tokens", False), f"{key}.add_reflection_tokens"),
         adapter=as_str(values.get("adapter"), f"{key}.adapter", allow_none=True),
         prompt=as_choice(values.get("prompt"), f"{key}.prompt", PROMPT_STYLES, allow_none=True),
+        writes_reflection=as_bool(values.get("writes_reflection", False), f"{key}.writes_reflection"),
     )
     check_model_spec(spec, key=key)
     return spec
