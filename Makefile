@@ -8,15 +8,20 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/cpu.txt setup.cfg | sha1sum
 $(STAMP): requirements/cpu.txt setup.cfg
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --no-deps -r requirements/cpu.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PY) -m pip install --quiet --no-deps -e .
+	@# offline-friendly editable install from the pinned setuptools + wheel (no build-isolation download)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 setup: $(STAMP)
 
-# The main job: Self-RAG decoding of PopQA (static passages) on the embedded default model; extra Hydra overrides
-# go in ARGS, e.g. make demo ARGS="data.limit=10 decoding.mode=always"
+# The main job: Self-RAG decoding of 100 PopQA questions (static passages) with the embedded default model on the
+# vLLM CPU engine (the transformers backend, said so, where vLLM is not installed), answers printed as they come;
+# each run writes its own outputs/demo/<time>/. Extra Hydra overrides go in ARGS, e.g.
+# make demo ARGS="data.limit=10 decoding.mode=always". Timings: docs/benchmarks.md (benchmarks/demo_bench.py).
 demo: $(STAMP)
-	$(PY) scripts/infer.py output_dir=outputs/demo $(ARGS)
+	@backend=vllm; $(PY) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)" || \
+	  { backend=hf; echo "vLLM is not installed: the demo runs on the slower transformers backend"; }; \
+	$(PY) scripts/infer.py backend=$$backend show_answers=8 output_dir=outputs/demo/$$(date +%Y%m%d-%H%M%S) $(ARGS)
 
 # The whole suite, vLLM (CPU build) tests included; GPU tests skip themselves without CUDA.
 test: $(STAMP)

@@ -14,7 +14,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from selfrag.cli import run_or_exit
-from selfrag.decoding.run import DecodeSettings, SelfRAGPredictor, decode_file, run_settings, summary
+from selfrag.decoding.run import (
+    DecodeSettings,
+    SelfRAGPredictor,
+    answer_printer,
+    decode_file,
+    run_settings,
+    summary,
+)
 from selfrag.overrides import hydra_app
 from selfrag.values import as_int
 
@@ -24,9 +31,11 @@ def run(cfg: DictConfig) -> Path:
     config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     settings = DecodeSettings.from_config(config)
     examples = as_int(config["summary_examples"], "summary_examples", minimum=0)
+    live = as_int(config.get("show_answers", 0), "show_answers", minimum=0)
     queries = settings.read_queries()
     result = decode_file(queries, lambda: SelfRAGPredictor.open(settings), Path(cfg.output_dir),
-                         settings=run_settings(config), batch_size=settings.batch_size)
+                         settings=run_settings(config), batch_size=settings.batch_size,
+                         on_batch=answer_printer(live) if live else None)
     print(summary(result.rows, result.seconds, result.decoded, examples))
     print(f"\npredictions: {result.path}")
     return result.path

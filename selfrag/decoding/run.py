@@ -265,6 +265,7 @@ def decode_file(
     settings: dict[str, Any],
     batch_size: int,
     desc: str = "decoding",
+    on_batch: Callable[[list[dict[str, Any]], Callable[[str], None]], None] | None = None,
 ) -> DecodeResult:
     """Decode the queries not yet in `output_dir/predictions.jsonl`, appending rows after every batch.
 
@@ -278,6 +279,8 @@ def decode_file(
         output_dir: the run directory (created).
         settings: what `run_config.json` records (see `check_resume`).
         batch_size: queries per `predict` call.
+        on_batch: called with each batch's rows once they are saved, and a `write(line)` that prints above the
+            progress bar (e.g. `answer_printer`, so a user sees answers while the run goes on).
 
     Raises:
         InputError: the directory is in use by another run or holds predictions made with other settings, a line of
@@ -287,7 +290,7 @@ def decode_file(
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     with claimed_output_dir(output_dir):
         return _decode_claimed(queries, open_predictor, output_dir, settings=settings, batch_size=batch_size,
-                               desc=desc)
+                               desc=desc, on_batch=on_batch)
 
 
 def _decode_claimed(
@@ -298,6 +301,7 @@ def _decode_claimed(
     settings: dict[str, Any],
     batch_size: int,
     desc: str,
+    on_batch: Callable[[list[dict[str, Any]], Callable[[str], None]], None] | None,
 ) -> DecodeResult:
     path = output_dir / PREDICTIONS
     check_resume(output_dir, settings)
@@ -326,6 +330,8 @@ def _decode_claimed(
                     timing["decoded"] += len(batch)
                     write_text_atomic(output_dir / TIMING, json.dumps(timing, indent=2) + "\n")
                     bar.update(len(batch))
+                    if on_batch is not None:
+                        on_batch(rows, bar.write)
         finally:
             predictor.close()
     by_id = {str(row["id"]): row for row in read_jsonl(path)} if path.is_file() else {}
@@ -338,6 +344,20 @@ def _decode_claimed(
         total_decoded=int(timing["decoded"]),
         total_seconds=float(timing["seconds"]),
     )
+
+
+def answer_printer(limit: int) -> Callable[[list[dict[str, Any]], Callable[[str], None]], None]:
+    """An `on_batch` for `decode_file` that prints the first `limit` answers of a run as their batches finish."""
+    shown = 0
+
+    def show(rows: list[dict[str, Any]], write: Callable[[str], None]) -> None:
+        nonlocal shown
+        for row in rows[: max(limit - shown, 0)]:
+            source = "with retrieval" if row["retrieved"] else "no retrieval"
+            write(f"Q: {row['question']}\n   A: {row['answer'] or '(empty)'}   ({source})")
+        shown += min(len(rows), max(limit - shown, 0))
+
+    return show
 
 
 def summary(rows: Sequence[dict[str, Any]], seconds: float, decoded: int, examples: int) -> str:

@@ -195,7 +195,7 @@ CASES = [
      "backend=vlm: no such option in conf/backend/; did you mean backend=vllm? choices: hf, vllm"),
     ("typo-train-key", "train_generator", lambda f: ["finetune.learnig_rate=1e-4"],
      "did you mean finetune.learning_rate?"),
-    # -- a plain-answer baseline on the Self-RAG generator (its answers would be markup, scored 0) ----------------------
+    # -- a plain-answer baseline on the Self-RAG generator (its answers would be markup, scored 0) ---------------------
     ("baseline-on-selfrag-model", "evaluate", lambda f: [f"data.path={f.good}", "method=standard_rag"],
      "model 'selfrag_smollm2_135m' was trained to write reflection tokens"),
     # -- missing required keys -----------------------------------------------------------------------------------------

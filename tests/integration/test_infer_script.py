@@ -155,3 +155,15 @@ def test_model_path_alone_means_that_model(model, tmp_path):
     shipped = resolved()
     assert shipped["name"] == model and shipped["path"] is None and shipped["adapter"].endswith(
         "artifacts/" + model.replace("_", "-"))
+
+
+def test_show_answers_prints_the_first_answers_as_their_batches_finish(tiny_model_dir, popqa_file, tmp_path):
+    """show_answers=N (the demo's setting): the first N answers appear as `Q:`/`A:` lines before the summary."""
+    proc = infer("model=custom", f"model.path={tiny_model_dir}", "prompt=selfrag", f"data.path={popqa_file}",
+                 "decoding.mode=always", "decoding.ndocs=2", "decoding.max_new_tokens=30", "batch_size=1",
+                 "show_answers=2", f"output_dir={tmp_path / 'o'}")
+    lines = proc.stdout.splitlines()
+    live = [i for i, line in enumerate(lines) if line.startswith("Q: ")]
+    assert len(live) == 2 and lines[live[0]] == "Q: who is alice ?"
+    assert lines[live[0] + 1].strip() == "A: alice is a singer .   (with retrieval)"
+    assert live[-1] < next(i for i, line in enumerate(lines) if line.startswith("3 predictions"))
