@@ -7,7 +7,8 @@ Files of a run directory (besides `predictions.jsonl`, `run_config.json` and `ti
 - `per_question.jsonl`: `{"id": ..., <metric>: value, ...}` per question, in input order (an unavailable metric is
   `{"unavailable": reason}`);
 - `metrics.json`: `task`, `method`, `model`, `model_path`, `n`, `primary_metric`, every metric mean (or
-  `{"unavailable": reason}`), `retrieval_rate`, for Self-RAG `well_formed` (eval.wellformed) and, in short form,
+  `{"unavailable": reason}`), `retrieval_rate`, for Self-RAG `well_formed` (selfrag.decoding.wellformed) and, in
+  short form,
   `reflection` (eval.reflection: oracle, chosen/oracle, AUROCs of the reflection tokens, retrieval usefulness), the
   settings used
   (`decoding`, `prompt`, `backend`, `retriever`, `data`) and timing (`seconds` of decoding summed over resumed
@@ -27,8 +28,8 @@ from eval.components import Unavailable
 from eval.reflection import reflection_markdown
 from eval.stats import align, metric_scores, paired_bootstrap, win_loss
 from eval.tasks import Scores, Task, jsonable
-from eval.wellformed import well_formed_summary
 from selfrag.decoding.run import PREDICTIONS, DecodeSettings
+from selfrag.decoding.wellformed import well_formed_summary
 from selfrag.io import InputError, iter_jsonl, read_json, read_jsonl, write_jsonl_atomic, write_text_atomic
 
 PER_QUESTION = "per_question.jsonl"

@@ -15,11 +15,11 @@ is well-formed when it follows the grammar of the training data (the released ro
 
 Further segments between the first answer and the utility token (`[No Retrieval]`, `[Continue to Use Evidence]`,
 another IsSup) are allowed, as in multi-sentence training rows. A candidate that breaks a rule gets the first
-rule it breaks as its problem, so a run's problems can be counted (`eval.wellformed.well_formed_summary`).
+rule it breaks as its problem, so a run's problems can be counted (`selfrag.decoding.wellformed.well_formed_summary`).
 
 The decoder uses it to rank: an ill-formed candidate never beats a well-formed one (`choose_short_form`), so an
 answer holding markup or a fragment left by it (`ret<paragraph>ist` decoded as "ret") cannot win silently;
-`eval.wellformed` counts the problems of a run.
+`selfrag.decoding.wellformed` counts the problems of a run.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from selfrag.decoding.context import ContextGuard, check_queries
 from selfrag.decoding.factory import PROMPT_CHOICES, build_selfrag, check_backend
 from selfrag.decoding.pipeline import SelfRAG
 from selfrag.decoding.records import prediction_to_json
+from selfrag.decoding.wellformed import well_formed_summary
 from selfrag.inputs import iter_queries
 from selfrag.io import InputError, append_jsonl, read_done_ids, read_json, read_jsonl, write_text_atomic
 from selfrag.models.loading import ModelSpec, model_spec
@@ -370,6 +371,11 @@ def summary(rows: Sequence[dict[str, Any]], seconds: float, decoded: int, exampl
              f"retrieval rate: {len(retrieved)}/{n} = {len(retrieved) / max(n, 1):.1%}"
              + (f"; mean p_retrieve {sum(p_values) / len(p_values):.3f}" if p_values else ""),
              f"empty answers: {sum(not r['answer'] for r in rows)}"]
+    if any(r.get("candidates") for r in rows):
+        # an answer with reflection or passage markup (or a fragment it left) only wins when no candidate is clean
+        form = well_formed_summary(rows)
+        lines.append(f"ill-formed chosen answers: {round((1 - form['chosen']) * n)} of {n}"
+                     + (f" (most common: {next(iter(form['problems']))})" if form["problems"] else ""))
     shown = retrieved[: (examples + 1) // 2]
     shown += [r for r in rows if r not in shown][: examples - len(shown)]
     order = {id(r): i for i, r in enumerate(rows)}

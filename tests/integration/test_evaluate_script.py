@@ -53,7 +53,7 @@ def test_metrics_agree_with_per_question_and_predictions(runs, method):
     for row in predictions:
         assert {"id", "question", "answer", "output", "retrieved", "p_retrieve", "candidates", "docs"} <= set(row)
         assert "[" not in row["answer"]  # reflection tokens stripped
-    if method == "selfrag":  # the grammar check of every candidate (eval.wellformed), counted
+    if method == "selfrag":  # the grammar check of every candidate (selfrag.decoding.wellformed), counted
         well_formed = metrics["well_formed"]
         assert well_formed["n_candidates"] == sum(len(r["candidates"]) for r in predictions)
         assert sum(well_formed["problems"].values()) == round((1 - well_formed["candidates"]) *

@@ -28,6 +28,11 @@ def test_infer_writes_the_documented_fields_and_resumes(tiny_model_dir, popqa_fi
     proc = infer(*common, "data.limit=2")
     assert "retrieval rate: 2/2" in proc.stdout and "Q [1]: who is alice ?" in proc.stdout
     rows = _rows(out)
+    # ill-formed chosen answers are counted in every Self-RAG summary (the tiny model writes one)
+    from selfrag.decoding.wellformed import well_formed_summary
+
+    ill = round((1 - well_formed_summary(rows)["chosen"]) * 2)
+    assert f"ill-formed chosen answers: {ill} of 2" in proc.stdout
     assert [r["id"] for r in rows] == ["1", "2"]
     first = rows[0]
     assert set(first) >= {"id", "question", "answer", "output", "retrieved", "p_retrieve", "candidates", "segments",

@@ -60,7 +60,7 @@ def test_shipped_generator_is_the_default_and_reproduces_its_reference(tmp_path)
     from pathlib import Path
 
     pytest.importorskip("gguf")
-    from eval.wellformed import candidate_problem, well_formed_summary
+    from selfrag.decoding.wellformed import candidate_problem, well_formed_summary
     from tests.helpers import run_script
 
     proc = run_script("infer", "data.limit=3", "decoding.ndocs=3", f"output_dir={tmp_path}")

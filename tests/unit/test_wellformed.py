@@ -1,8 +1,8 @@
-"""The reflection-token grammar of eval.wellformed, on hand-written continuations and prediction rows."""
+"""The reflection-token grammar of selfrag.decoding.wellformed, on hand-written continuations and prediction rows."""
 
 import pytest
 
-from eval import wellformed as W
+from selfrag.decoding import wellformed as W
 from selfrag.prompts import passage_block
 from selfrag.types import Passage
 
