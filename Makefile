@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements/cpu.txt setup.cfg | sha1sum | cut -c1-12)
 
-.PHONY: setup demo test test-fast lint lock
+.PHONY: setup demo serve test test-fast lint lock
 
 $(STAMP): requirements/cpu.txt setup.cfg
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(STAMP)
 	@backend=vllm; $(PY) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)" || \
 	  { backend=hf; echo "vLLM is not installed: the demo runs on the slower transformers backend"; }; \
 	$(PY) scripts/infer.py backend=$$backend show_answers=8 output_dir=outputs/demo/$$(date +%Y%m%d-%H%M%S) $(ARGS)
+
+# Serve the embedded model: OpenAI-compatible API (per-request weights, traces) and the trace page on
+# http://127.0.0.1:8000/ (docs/serving.md). Overrides in ARGS, e.g. make serve ARGS="server.port=8080 backend=vllm"
+serve: $(STAMP)
+	$(PY) scripts/serve.py $(ARGS)
 
 # The whole suite, vLLM (CPU build) tests included; GPU tests skip themselves without CUDA.
 test: $(STAMP)
