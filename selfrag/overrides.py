@@ -97,6 +97,8 @@ def override_problem(config_name: str, overrides: Sequence[str]) -> str | None:
                 keys = list(_dotted_keys(compose(config_name, overrides=valid)))
             except Exception:
                 keys = list(_dotted_keys(compose(config_name)))
+        if key in keys:  # the key exists: the failure is something else (e.g. a new key inside it), Hydra says what
+            return None
         guess = _closest(key, keys)
         hint = f"; did you mean {guess}?" if guess else ""
         return f"{key}: no such setting in conf/{config_name}.yaml{hint} (to add a new key on purpose: +{key}=...)"
