@@ -24,14 +24,14 @@ from selfrag.overrides import hydra_app
 
 
 def run(cfg: DictConfig) -> Path:
-    rows = read_jsonl(cfg.data)
+    rows = read_jsonl(cfg.data_file)
     seeds = {s.id: s for s in read_source_list(OmegaConf.to_container(cfg.sources, resolve=True))}
     try:
         stats, markdown = data_report(rows, seeds, held_out=lambda q: in_dev_split(q, cfg.critic_dev_fraction))
     except KeyError as err:
-        raise InputError(f"{cfg.data}: row of seed {err.args[0]!r} is not among the configured sources; pass the "
+        raise InputError(f"{cfg.data_file}: row of seed {err.args[0]!r} is not among the configured sources; pass the "
                          "sources the data was annotated from (sources=... or seeds=...)") from None
-    out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.data).parent
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.data_file).parent
     write_text_atomic(out_dir / "stats.json", json.dumps(stats, indent=2) + "\n")
     write_text_atomic(out_dir / "stats.md", markdown)
     print(markdown)
