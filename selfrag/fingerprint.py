@@ -21,6 +21,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from selfrag.artifacts import file_sha256
+
 #: Length of the hex fingerprints (64 bits: collisions are not a concern for naming cache directories).
 FINGERPRINT_CHARS = 16
 #: File name of the per-file digest memo inside a cache directory (see `content_fingerprint`).
@@ -50,14 +52,6 @@ def layout_fingerprint(directory: str | os.PathLike[str]) -> str:
     return digest.hexdigest()[:FINGERPRINT_CHARS]
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def content_fingerprint(
     directory: str | os.PathLike[str],
     *,
@@ -85,7 +79,7 @@ def content_fingerprint(
         memo_key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         file_hash = known.get(memo_key)
         if file_hash is None:
-            file_hash = known[memo_key] = _file_sha256(path)
+            file_hash = known[memo_key] = file_sha256(path)
             fresh = True
         digest.update(f"{path.relative_to(root)}:{file_hash}\n".encode())
     if memo_path is not None and fresh:

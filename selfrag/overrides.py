@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from selfrag.cli import exit_with_error
 
@@ -43,19 +43,14 @@ def _packaged_only(path: Any, value: Any, otherwise: Any = None) -> Any:
 OmegaConf.register_new_resolver("packaged_only", _packaged_only, replace=True)
 
 
-def _dotted_keys(node: Any, prefix: str = "") -> Iterator[str]:
-    if isinstance(node, DictConfig):
-        for key in node.keys():
-            path = f"{prefix}{key}"
-            yield path
-            try:
-                child = node._get_node(key)
-            except Exception:  # pragma: no cover - an odd node: its own key is still listed
-                continue
-            if isinstance(child, DictConfig):
-                yield from _dotted_keys(child, f"{path}.")
-            elif isinstance(child, ListConfig):
-                continue
+def _dotted_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:
+    """Every key of a composed config, dotted (`decoding.threshold`), without resolving any interpolation."""
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        yield path
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            yield from _dotted_keys(child, f"{path}.")
 
 
 def _closest(word: str, choices: Sequence[str]) -> str | None:

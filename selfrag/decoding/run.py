@@ -356,7 +356,7 @@ def answer_printer(limit: int) -> Callable[[list[dict[str, Any]], Callable[[str]
         for row in rows[: max(limit - shown, 0)]:
             source = "with retrieval" if row["retrieved"] else "no retrieval"
             write(f"Q: {row['question']}\n   A: {row['answer'] or '(empty)'}   ({source})")
-        shown += min(len(rows), max(limit - shown, 0))
+            shown += 1
 
     return show
 

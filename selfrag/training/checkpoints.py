@@ -166,16 +166,16 @@ def save_final(
             # Only the trained tensors are cast (to the base dtype, so adapters stay small); peft picks them out.
             trained = {p.data_ptr() for p in model.parameters() if p.requires_grad}
             state = {k: (v.to(base_dtype) if v.data_ptr() in trained else v) for k, v in state.items()}
+            # adapter_config.json names the base by its directory name, not this machine's path (the card travels)
+            for peft_config in model.peft_config.values():
+                peft_config.base_model_name_or_path = base_model_dir.name
             model.save_pretrained(tmp, state_dict=state, save_embedding_layers=False, safe_serialization=True)
-            # The base by name and by the hash of its bytes, not by path: the card travels to other machines, where
-            # merged_checkpoint checks the base it is given against this fingerprint.
+            # The base by name and by the hash of its bytes, not by path: merged_checkpoint on another machine checks
+            # the base it is given against this fingerprint.
             base_bytes = content_fingerprint(base_model_dir, memo=cache_root() / FINGERPRINT_MEMO)
             info = {"base_model": base_model_dir.name, "base_content_fingerprint": base_bytes,
                     "trainable_token_ids": token_ids, "vocab_size": len(tokenizer), "dtype": str(base_dtype)}
             (tmp / ADAPTER_INFO).write_text(json.dumps(info, indent=2) + "\n")
-            peft_config = tmp / "adapter_config.json"
-            peft_config.write_text(peft_config.read_text().replace(json.dumps(str(base_model_dir)),
-                                                                   json.dumps(base_model_dir.name)))
         tokenizer.save_pretrained(tmp)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)

@@ -145,6 +145,12 @@ def test_lora_step_trains_token_rows_and_leaves_base_frozen(kind, bases, lora_ru
     assert checkpoint and all("lora_" in k or "trainable_tokens_delta" in k for k in checkpoint)
     info = json.loads((result.final_dir / "selfrag_adapter.json").read_text())
     assert info["trainable_token_ids"] == ids and info["vocab_size"] == len(tokenizer)
+    # the base is named, not located: no path of this machine in the adapter's files
+    from pathlib import Path
+
+    assert info["base_model"] == Path(bases[kind]).name and len(info["base_content_fingerprint"]) == 16
+    peft_config = json.loads((result.final_dir / "adapter_config.json").read_text())
+    assert peft_config["base_model_name_or_path"] == Path(bases[kind]).name
 
 
 def test_merged_checkpoint_matches_peft_logits(bases, lora_runs, data_file, tmp_path):
