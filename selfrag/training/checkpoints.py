@@ -27,7 +27,8 @@ from selfrag.models.packaged import cache_root
 from selfrag.training.config import TrainConfig
 
 #: Config fields that may change between a run and its resumption (they do not change the weights).
-_RESUMABLE_CHANGES = ("save_every_steps", "keep_checkpoints", "log_every_steps", "eval_every_steps", "resume")
+_RESUMABLE_CHANGES = ("save_every_steps", "keep_checkpoints", "log_every_steps", "eval_every_steps", "snapshot_steps",
+                      "resume")
 
 _STATE_FILE = "trainer_state.json"
 _RUN_FILE = "train_run.json"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from selfrag.io import InputError
 
 FINETUNE_MODES = ("full", "lora")
-LR_SCHEDULERS = ("linear", "cosine")
+LR_SCHEDULERS = ("linear", "cosine", "constant_with_warmup")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -39,6 +39,9 @@ class TrainConfig:
         keep_checkpoints: how many of the latest checkpoints to keep.
         log_every_steps: interval of `train_log.jsonl` rows.
         eval_every_steps: evaluate on `eval_dataset` every N steps (None: only at the end).
+        snapshot_steps: steps after which a loadable copy of the model is written to `output_dir/snapshots/step-N`
+            (like `final/`, never pruned): a learning curve from one run. A constant schedule
+            (`lr_scheduler=constant_with_warmup`) makes each snapshot what a shorter run would have produced.
         length_group_size: micro-batches per length-sorted mega-batch.
         resume: continue from the latest checkpoint in output_dir (False: start over, deleting old checkpoints).
     """
@@ -67,6 +70,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every_steps: int = 10
     eval_every_steps: int | None = None
+    snapshot_steps: list[int] | None = None
     length_group_size: int = 64
     resume: bool = True
 
@@ -91,6 +95,8 @@ class TrainConfig:
             (self.log_every_steps >= 1, f"log_every_steps={self.log_every_steps}: must be >= 1"),
             (0 <= self.warmup_ratio < 1, f"warmup_ratio={self.warmup_ratio}: must be in [0, 1)"),
             (self.max_length >= 2, f"max_length={self.max_length}: must be >= 2"),
+            (all(isinstance(n, int) and n >= 1 for n in self.snapshot_steps or []),
+             f"snapshot_steps={self.snapshot_steps}: a list of steps >= 1, or null"),
             (self.length_group_size >= 1, f"length_group_size={self.length_group_size}: must be >= 1"),
         ]
         for ok, message in checks:

@@ -29,6 +29,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,6 +249,10 @@ class _Paths:
         return self.output_dir / "checkpoints"
 
     @property
+    def snapshots(self) -> Path:
+        return self.output_dir / "snapshots"
+
+    @property
     def log(self) -> Path:
         return self.output_dir / _LOG_FILE
 
@@ -349,7 +354,12 @@ def train(
     run = _prepare(accelerator, model, tokenizer, config, train_dataset, (lengths, row_weights, row_counts))
     start_step = _resume(run, latest, paths)
     started = time.perf_counter()
-    eval_loss = _loop(run, paths, start_step, eval_dataset, progress)
+
+    def snapshot(step: int) -> None:
+        save_final(accelerator, run.wrapped, tokenizer, config, base_model_dir, base_dtype, token_ids,
+                   paths.snapshots / f"step-{step}")
+
+    eval_loss = _loop(run, paths, start_step, eval_dataset, progress, snapshot)
 
     if eval_dataset is not None:
         eval_loss = _evaluate(accelerator, run.wrapped, eval_dataset, config, run.pad_id, run.multiple)
@@ -445,8 +455,10 @@ def _resume(run: _Run, latest: tuple[int, Path] | None, paths: _Paths) -> int:
     return min(start_step, run.total_steps)
 
 
-def _loop(run: _Run, paths: _Paths, start_step: int, eval_dataset: Any, progress: bool) -> float | None:
-    """Run the optimizer steps from `start_step` on, logging, evaluating and checkpointing on the way.
+def _loop(run: _Run, paths: _Paths, start_step: int, eval_dataset: Any, progress: bool,
+          snapshot: Callable[[int], None]) -> float | None:
+    """Run the optimizer steps from `start_step` on, logging, evaluating, checkpointing and calling `snapshot(step)`
+    at `config.snapshot_steps` on the way.
 
     Returns the latest eval loss (None when there was no evaluation during the loop).
     """
@@ -477,6 +489,8 @@ def _loop(run: _Run, paths: _Paths, start_step: int, eval_dataset: Any, progress
             eval_loss = _evaluate(run.accelerator, run.wrapped, eval_dataset, config, run.pad_id, run.multiple)
             if run.main:
                 append_jsonl(paths.log, [{"step": done, "eval_loss": eval_loss}])
+        if done in (config.snapshot_steps or ()) and done < total_steps:
+            snapshot(done)
         if config.save_every_steps and done % config.save_every_steps == 0 and done < total_steps:
             save_checkpoint(run.accelerator, paths.checkpoints, done, (epoch, index + 1), config.keep_checkpoints)
     bar.close()
