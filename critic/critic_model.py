@@ -62,7 +62,21 @@ class CriticLabeler:
             out.extend(self._label_batch(prompts[start : start + self.batch_size]))
         return out
 
+    def label_distributions(self, prompts: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
+        """Each label's probability, renormalised over the aspect's labels, for each (aspect, prompt) pair."""
+        out: list[dict[str, float]] = []
+        for start in range(0, len(prompts), self.batch_size):
+            out.extend(self._distributions(prompts[start : start + self.batch_size]))
+        return out
+
     def _label_batch(self, prompts: Sequence[tuple[str, str]]) -> list[tuple[str, float]]:
+        decided = []
+        for dist in self._distributions(prompts):
+            best = max(dist, key=dist.__getitem__)  # max keeps the first of equal values: the aspect's label order
+            decided.append((best, dist[best]))
+        return decided
+
+    def _distributions(self, prompts: Sequence[tuple[str, str]]) -> list[dict[str, float]]:
         requests: list[ScoreRequest] = []
         plan: list[tuple[int, int]] = []  # per prompt: (first request index, number of requests)
         for aspect, text in prompts:
@@ -78,7 +92,7 @@ class CriticLabeler:
                     requests.append(ScoreRequest(sequence, queries))
             plan.append((first, len(requests) - first))
         answers = self.backend.score(requests)
-        decided = []
+        distributions = []
         for (aspect, _), (first, count) in zip(prompts, plan):
             if count == 1:
                 logps = answers[first][0]
@@ -86,9 +100,9 @@ class CriticLabeler:
                 logps = [sum(lp[0] for lp in answers[first + k]) for k in range(count)]
             peak = max(logps)
             weights = [math.exp(lp - peak) for lp in logps]
-            best = max(range(len(logps)), key=logps.__getitem__)
-            decided.append((ASPECT_LABELS[aspect][best], weights[best] / sum(weights)))
-        return decided
+            total = sum(weights)
+            distributions.append({label: w / total for label, w in zip(ASPECT_LABELS[aspect], weights)})
+        return distributions
 
 
 def open_critic(spec: ModelSpec, backend: str = "hf", backend_options: dict[str, Any] | None = None, *,

@@ -32,6 +32,7 @@ from selfrag.io import InputError
 from selfrag.models.loading import ModelSpec, load_tokenizer, resolve_checkpoint
 from selfrag.prompts import PromptFormatter
 from selfrag.retrieval.base import Retriever
+from selfrag.retrieval.factory import close_retriever, with_search_queries
 from selfrag.types import Passage, Query
 
 #: Every `method=` value; the first is decoded by `selfrag.decoding`, the others here.
@@ -142,10 +143,11 @@ class Baseline:
                 "segments": [],
                 "docs": [passage_to_json(p) for p in passages],
             })
-        return rows
+        return with_search_queries(rows, self.retriever)
 
     def close(self) -> None:
         self.backend.close()
+        close_retriever(self.retriever)
 
 
 def check_baseline_model(method: str, model: ModelSpec) -> None:

@@ -11,11 +11,13 @@ import time
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+import critic.relevance  # noqa: F401  (registers retriever.rerank=critic)
 from selfrag.cli import run_or_exit
+from selfrag.decoding.frontend_models import open_front_end
 from selfrag.io import InputError, iter_jsonl, write_text_atomic
 from selfrag.overrides import hydra_app
 from selfrag.retrieval.evaluation import answer_recall
-from selfrag.retrieval.factory import RETRIEVERS, open_configured_retriever
+from selfrag.retrieval.factory import RETRIEVERS, front_end_config, open_configured_retriever
 from selfrag.rundir import claim_output_dir
 from selfrag.values import as_choice, as_int
 
@@ -44,7 +46,8 @@ def run(cfg: DictConfig) -> dict:
         answers.append([str(a) for a in golds])
     if not questions:
         raise InputError(f"{cfg.data.path}: no questions (the file is empty or blank); check data.path")
-    retriever = open_configured_retriever({**settings, "cache": False}, cfg.corpus.path)
+    _, front = front_end_config(settings)
+    retriever = open_front_end(open_configured_retriever({**settings, "cache": False}, cfg.corpus.path), front)
     k = max(ks)
     ranked = []
     started = time.perf_counter()
@@ -52,7 +55,8 @@ def run(cfg: DictConfig) -> dict:
         ranked.extend(retriever.batch_search(questions[start : start + batch_size], k))
     seconds = time.perf_counter() - started
     recall = answer_recall(ranked, answers, ks)
-    metrics = {"retriever": kind, "data": str(cfg.data.path), "corpus": str(cfg.corpus.path), "n": len(questions),
+    metrics = {"retriever": kind, "frontend": front.frontend.kind, "rerank": front.rerank,
+               "data": str(cfg.data.path), "corpus": str(cfg.corpus.path), "n": len(questions),
                **{f"recall@{k}": round(v, 4) for k, v in recall.items()},
                "seconds": round(seconds, 2), "queries_per_second": round(len(questions) / max(seconds, 1e-9), 1)}
     # claimed until the process ends

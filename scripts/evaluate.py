@@ -12,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+import critic.relevance  # noqa: F401  (registers retriever.rerank=critic)
 from eval.baselines import METHODS, check_baseline_model, open_baseline
 from eval.components import NLIFactScorer, TransformersNLIScorer
 from eval.reflection import reflection_diagnostics
@@ -75,12 +76,18 @@ def run(cfg: DictConfig) -> Path:
         record = metrics_record(task, per_question, result.rows, method=method, settings=settings,
                                 gold_path=gold_path, seconds=result.total_seconds, decoded=result.total_decoded,
                                 load_seconds=float(timing["load_seconds"]), reflection=reflection)
+        if result.rows and "retrieval_budget" in result.rows[0]:
+            record["retrieval_budget"] = result.rows[0]["retrieval_budget"]
         write_scores(output_dir, per_question, record,
                      report_markdown(record, result.rows, per_question, examples=examples))
     print(summary(result.rows, result.seconds, result.decoded, examples))
     print(f"\n{task.name} / {method}:")
     print(format_metrics(task.aggregate(per_question)))
     print(f"retrieval_rate: {record['retrieval_rate']:.4f}")
+    if "retrieval_budget" in record:
+        budget = record["retrieval_budget"]
+        print(f"retrieval budget {budget['budget']}: threshold {budget['threshold']:.4f} (fitted on "
+              f"{budget['budget_questions']} questions of {budget['budget_data']})")
     print(f"\nmetrics: {output_dir / METRICS}\nreport: {output_dir / REPORT}")
     return output_dir / METRICS
 

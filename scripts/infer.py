@@ -13,6 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+import critic.relevance  # noqa: F401  (registers retriever.rerank=critic)
 from selfrag.cli import run_or_exit
 from selfrag.decoding.run import (
     DecodeSettings,

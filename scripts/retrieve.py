@@ -14,19 +14,21 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+import critic.relevance  # noqa: F401  (registers retriever.rerank=critic)
 from selfrag.cli import run_or_exit
+from selfrag.decoding.frontend_models import open_front_end
 from selfrag.inputs import query_from_row
 from selfrag.io import InputError, iter_jsonl, write_jsonl_atomic
 from selfrag.overrides import hydra_app
 from selfrag.prompts import TASKS
-from selfrag.retrieval.factory import RETRIEVERS, open_retriever
+from selfrag.retrieval.factory import RETRIEVERS, front_end_config, open_retriever
 from selfrag.rundir import claim_output_dir
 from selfrag.values import as_choice, as_int, as_str
 
 
 def run(cfg: DictConfig) -> Path:
     """Write `output_dir/retrieved.jsonl`; return its path."""
-    options = OmegaConf.to_container(cfg.retriever, resolve=True)
+    options, front = front_end_config(OmegaConf.to_container(cfg.retriever, resolve=True))
     kind = as_choice(options.pop("name"), "retriever", RETRIEVERS)
     options.pop("index_dir", None)
     k = as_int(options.get("k"), "retriever.k", minimum=1)
@@ -44,13 +46,15 @@ def run(cfg: DictConfig) -> Path:
     if not rows:
         raise InputError(f"{data_path}: no input rows (the file is empty or blank); check data.path")
     retriever = open_retriever(kind, index_dir=index_dir, corpus_path=None, options=options)
+    retriever = open_front_end(retriever, front)
     started = time.perf_counter()
     out_rows = []
     for start in tqdm(range(0, len(rows), batch_size), desc="retrieving", unit="batch"):
         batch = rows[start : start + batch_size]
-        for (row, _), passages in zip(batch, retriever.batch_search([q for _, q in batch], k)):
+        for (row, query), passages in zip(batch, retriever.batch_search([q for _, q in batch], k)):
             ctxs = [{"id": p.id, "title": p.title, "text": p.text, "score": p.score} for p in passages]
-            out_rows.append({**row, "ctxs": ctxs})
+            searched = getattr(retriever, "queries_for", lambda _: None)(query)
+            out_rows.append({**row, "ctxs": ctxs, **({"queries": searched} if searched is not None else {})})
     seconds = time.perf_counter() - started
     out = claim_output_dir(cfg.output_dir) / "retrieved.jsonl"  # released when the process ends
     write_jsonl_atomic(out, out_rows)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+import critic.relevance  # noqa: F401  (registers retriever.rerank=critic)
 from selfrag.cli import run_or_exit
 from selfrag.overrides import hydra_app
 from selfrag.serving.app import ServeConfig, serve

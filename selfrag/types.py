@@ -7,6 +7,7 @@ Everything the decoder produces is one of these; `selfrag.decoding.records` turn
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Full-vocabulary probabilities of the tokens of one reflection group at one position, keyed by token string.
 GroupProbs = dict[str, float]
@@ -119,3 +120,4 @@ class Prediction:
     segments: tuple[Segment, ...] = ()
     docs: tuple[Passage, ...] = ()
     beams: tuple[Beam, ...] = field(default=())
+    corrective: dict[str, Any] | None = None  # what the corrective retry did (query, passage ids), if it ran

@@ -86,6 +86,13 @@ class DecodingConfig:
         beam_width, max_depth: long-form beam width and maximum number of segments.
         score_all_paths: short form only; decode both the no-retrieval answer and the passage candidates for every
             question, so saved predictions can later be re-thresholded without the model (costs the `always` run).
+        corrective: short form only; when every passage candidate's IsRel is below `corrective_threshold`, rewrite
+            the question once (the retriever front-end's writer), retrieve again and decode the new passages too
+            (CRAG's corrective step, bounded to one retry; recorded as the prediction's `corrective`).
+        corrective_threshold: the IsRel probability (renormalised p([Relevant])) a candidate must reach to count.
+        retrieval_budget: at most this share of questions retrieves: the threshold is set, before decoding, to the
+            p_ret quantile of the questions in `budget_data` (`selfrag.decoding.budget`); None: `threshold` as given.
+        budget_data: the file (same task) whose questions set the budget's threshold: a dev split, never the test.
 
     Raises (on construction):
         InputError (a ValueError): a value of the wrong type or out of range, naming its key (`decoding.threshold`).
@@ -103,20 +110,33 @@ class DecodingConfig:
     beam_width: int = 2
     max_depth: int = 7
     score_all_paths: bool = False
+    corrective: bool = False
+    corrective_threshold: float = 0.5
+    retrieval_budget: float | None = None
+    budget_data: str | None = None
 
     def __post_init__(self) -> None:
         parse_mode(self.mode)
         parse_threshold(self.threshold)
         for name in ("ndocs", "max_new_tokens", "beam_width", "max_depth"):
             as_int(getattr(self, name), f"decoding.{name}", minimum=1)
-        for name in ("long_form", "score_all_paths"):
+        for name in ("long_form", "score_all_paths", "corrective"):
             as_bool(getattr(self, name), f"decoding.{name}")
+        parse_threshold(self.corrective_threshold, "decoding.corrective_threshold")
+        if self.retrieval_budget is not None:
+            as_float(self.retrieval_budget, "decoding.retrieval_budget", minimum=0.0, maximum=1.0)
+            if self.budget_data is None:
+                raise InputError("decoding.retrieval_budget needs decoding.budget_data=FILE: the dev questions whose "
+                                 "p_ret set the threshold (never the file being evaluated)")
+            if self.mode != "adaptive":
+                raise InputError(f"decoding.retrieval_budget sets the adaptive threshold; decoding.mode={self.mode} "
+                                 "ignores it (use decoding.mode=adaptive)")
         weights = parse_weights(self.w_rel, self.w_sup, self.w_use, self.use_seqscore)
         for name in WEIGHT_KEYS:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(weights, name))
         # Strings "true"/"false" pass the strict check; store real booleans so `if config.long_form` means it.
-        for name in ("use_seqscore", "long_form", "score_all_paths"):
+        for name in ("use_seqscore", "long_form", "score_all_paths", "corrective"):
             object.__setattr__(self, name, as_bool(getattr(self, name), f"decoding.{name}"))
 
     @classmethod

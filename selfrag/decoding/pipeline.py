@@ -10,7 +10,8 @@ protocol (so beam never imports this module).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from selfrag import tokens as T
 from selfrag.decoding.backend import Backend
@@ -20,6 +21,7 @@ from selfrag.decoding.config import DecodingConfig
 from selfrag.decoding.critique import (
     RewardWeights,
     aggregate_options,
+    isrel_score,
     option_key,
     retrieve_probability,
     score_candidate,
@@ -88,6 +90,7 @@ class SelfRAG:
         config: decoding settings.
         prompt: how an instruction becomes a prompt (official format by default).
         retriever: live retriever for queries without static passages (and per segment in long form).
+        rewriter: questions -> search queries, for `config.corrective`'s one retry (None: no corrective step).
         source: how to name the model in error messages.
     """
 
@@ -99,6 +102,7 @@ class SelfRAG:
         *,
         prompt: PromptFormatter | None = None,
         retriever: Retriever | None = None,
+        rewriter: Callable[[Sequence[str]], list[str]] | None = None,
         source: str = "the model",
     ) -> None:
         self.backend = backend
@@ -106,6 +110,7 @@ class SelfRAG:
         self.config = config
         self.prompt = prompt or PromptFormatter()
         self.retriever = retriever
+        self.rewriter = rewriter
 
     # ---- shared operations (short and long form) -------------------------------------------------------------
 
@@ -208,6 +213,7 @@ class SelfRAG:
         per_query: list[list[Continuation]] = [[] for _ in queries]
         for owner, item in zip(owners, self.expand(expansions, stop_at_retrieval=False)):
             per_query[owner].append(item)
+        corrective = self._corrective_retry(queries, prompts, decide, passages, per_query)
         predictions = []
         for i, query in enumerate(queries):
             candidates = tuple(e.candidate for e in per_query[i])
@@ -223,6 +229,34 @@ class SelfRAG:
                     retrieved=retrieved,
                     p_retrieve=p_ret[i],
                     candidates=candidates,
+                    corrective=corrective.get(i),
                 )
             )
         return predictions
+
+    def _corrective_retry(self, queries: Sequence[Query], prompts: Sequence[tuple[int, ...]], decide: Sequence[bool],
+                          passages: Sequence[Sequence[Passage]], per_query: list[list[Continuation]]
+                          ) -> dict[int, dict[str, Any]]:
+        """CRAG's corrective step, at most once per question: where a retrieving question's passage candidates all
+        have IsRel below `config.corrective_threshold`, rewrite the question, retrieve `ndocs` passages for the
+        rewrite and decode those not already tried, adding them to `per_query`. Returns what each retry did."""
+        config = self.config
+        if not config.corrective or self.rewriter is None or self.retriever is None:
+            return {}
+        weak = [i for i, found in enumerate(passages) if decide[i] and found and all(
+            (isrel_score(c.candidate.rel_probs) if c.candidate.rel_probs else 0.0) < config.corrective_threshold
+            for c in per_query[i] if c.candidate.passage is not None)]
+        if not weak:
+            return {}
+        rewritten = self.rewriter([queries[i].question for i in weak])
+        record: dict[int, dict[str, Any]] = {}
+        expansions, owners = [], []
+        for i, query, found in zip(weak, rewritten, self.retriever.batch_search(rewritten, config.ndocs)):
+            tried = {p.id for p in passages[i]}
+            fresh = [p for p in found if p.id not in tried]
+            record[i] = {"query": query, "passage_ids": [p.id for p in fresh]}
+            expansions += [Expansion(prompts[i], p) for p in fresh]
+            owners += [i] * len(fresh)
+        for owner, item in zip(owners, self.expand(expansions, stop_at_retrieval=False)):
+            per_query[owner].append(item)
+        return record

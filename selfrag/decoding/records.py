@@ -74,6 +74,8 @@ def prediction_to_json(prediction: Prediction, weights: RewardWeights) -> dict[s
         ],
         "docs": [passage_to_json(p) for p in prediction.docs],
     }
+    if prediction.corrective is not None:
+        row["corrective"] = prediction.corrective
     if prediction.beams:
         row["beams"] = [
             {"score": beam_score(b, weights), "segments": [candidate_to_json(c, weights) for c in b.segments]}

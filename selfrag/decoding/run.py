@@ -31,9 +31,11 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
+from selfrag.decoding.budget import fit_budget
 from selfrag.decoding.config import DecodingConfig, with_default_weights
 from selfrag.decoding.context import ContextGuard, check_queries
 from selfrag.decoding.factory import PROMPT_CHOICES, build_selfrag, check_backend
+from selfrag.decoding.frontend_models import make_rewriter, open_front_end
 from selfrag.decoding.pipeline import SelfRAG
 from selfrag.decoding.records import prediction_to_json
 from selfrag.decoding.wellformed import well_formed_summary
@@ -42,7 +44,7 @@ from selfrag.io import InputError, append_jsonl, read_done_ids, read_json, read_
 from selfrag.models.loading import ModelSpec, model_spec
 from selfrag.prompts import TASKS
 from selfrag.retrieval.base import Retriever
-from selfrag.retrieval.factory import RETRIEVERS
+from selfrag.retrieval.factory import RETRIEVERS, close_retriever, front_end_config, with_search_queries
 from selfrag.rundir import RUN_CONFIG, claimed_output_dir, guard_settings
 from selfrag.types import Query
 from selfrag.values import as_choice, as_int, as_str
@@ -99,6 +101,8 @@ class DecodeSettings:
         task: the task name (decides how input rows become prompts).
         data_path, data_limit: the input file and how many of its rows to use (None: all).
         retriever, retriever_index_dir, retriever_options: the live retriever ("none": static passages only).
+        retriever_front: what wraps it (query-writing front-end, reranker) and the writer `decoding.corrective`
+            rewrites with (`selfrag.retrieval.factory.FrontEndConfig`).
         corpus_path: the corpus a live retriever indexes when it has no index_dir.
         batch_size: queries per predictor call (results are appended after each).
     """
@@ -116,6 +120,7 @@ class DecodeSettings:
     corpus_path: str | None = None
     batch_size: int = 16
     backend_options: dict[str, Any] = field(default_factory=dict)
+    retriever_front: Any = None  # selfrag.retrieval.factory.FrontEndConfig
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DecodeSettings:
@@ -136,9 +141,14 @@ class DecodeSettings:
         check_backend(name, backend)
         prompt_style = as_choice(config["prompt"]["style"], "prompt.style", PROMPT_CHOICES)
         task = as_choice(config["task"]["name"], "task", TASKS)
-        retriever = dict(config.get("retriever") or {"name": "none"})
+        retriever, front = front_end_config(dict(config.get("retriever") or {"name": "none"}))
         retriever_name = as_choice(retriever.pop("name", None), "retriever", ("none", *RETRIEVERS))
         data = config["data"]
+        if decoding.budget_data is not None and not Path(decoding.budget_data).is_file():
+            raise InputError(f"decoding.budget_data={decoding.budget_data}: no such file (a dev file of the task)")
+        if decoding.corrective and (retriever_name == "none" or decoding.long_form):
+            raise InputError("decoding.corrective retries retrieval in short form: it needs a live retriever "
+                             "(retriever=bm25|dense|hybrid) and decoding.long_form=false")
         return cls(
             model=model,
             backend=str(name),
@@ -151,6 +161,7 @@ class DecodeSettings:
             retriever=str(retriever_name),
             retriever_index_dir=as_str(retriever.pop("index_dir", None), "retriever.index_dir", allow_none=True),
             retriever_options=retriever,
+            retriever_front=front,
             corpus_path=_lookup(config, "corpus.path"),
             batch_size=int(batch_size),  # type: ignore[arg-type]
         )
@@ -173,8 +184,9 @@ class DecodeSettings:
             return None
         from selfrag.retrieval.factory import open_retriever
 
-        return open_retriever(self.retriever, index_dir=self.retriever_index_dir, corpus_path=self.corpus_path,
-                              options=dict(self.retriever_options))
+        retriever = open_retriever(self.retriever, index_dir=self.retriever_index_dir, corpus_path=self.corpus_path,
+                                   options=dict(self.retriever_options))
+        return open_front_end(retriever, self.retriever_front) if self.retriever_front is not None else retriever
 
 
 class Predictor(Protocol):
@@ -200,16 +212,26 @@ def check_inputs(predictor: Predictor, queries: Sequence[Query]) -> None:
 class SelfRAGPredictor:
     """The Self-RAG decoder as a `Predictor`: rows carry every candidate with its raw group probabilities."""
 
-    def __init__(self, decoder: SelfRAG) -> None:
+    def __init__(self, decoder: SelfRAG, budget: dict[str, Any] | None = None) -> None:
         self.decoder = decoder
+        self.budget = budget  # the retrieval budget's fitted threshold, carried by every row (`retrieval_budget`)
 
     @classmethod
     def open(cls, settings: DecodeSettings) -> SelfRAGPredictor:
         """Load the model of `settings` (checking its reflection tokens first) and its live retriever."""
         retriever = settings.open_retriever()
-        return cls(build_selfrag(settings.model, backend=settings.backend,
-                                 backend_options=dict(settings.backend_options), prompt_style=settings.prompt_style,
-                                 decoding=settings.decoding, retriever=retriever))
+        decoder = build_selfrag(settings.model, backend=settings.backend,
+                                backend_options=dict(settings.backend_options), prompt_style=settings.prompt_style,
+                                decoding=settings.decoding, retriever=retriever)
+        if settings.decoding.corrective and settings.retriever_front is not None:
+            decoder.rewriter = make_rewriter(settings.retriever_front)
+        budget = None
+        if settings.decoding.retrieval_budget is not None:
+            budget = fit_budget(decoder, settings.task, batch_size=settings.batch_size)
+            log.info("retrieval budget %.2f: threshold %.4f (rate %.3f on %d questions of %s)", budget["budget"],
+                     budget["threshold"], budget["budget_retrieval_rate"], budget["budget_questions"],
+                     budget["budget_data"])
+        return cls(decoder, budget)
 
     def check(self, queries: Sequence[Query]) -> None:
         """Refuse a query whose first step does not fit the model's context (`selfrag.decoding.context`)."""
@@ -218,10 +240,15 @@ class SelfRAGPredictor:
 
     def predict(self, queries: Sequence[Query]) -> list[dict[str, Any]]:
         weights = self.decoder.config.weights
-        return [prediction_to_json(p, weights) for p in self.decoder.predict(queries)]
+        rows = [prediction_to_json(p, weights) for p in self.decoder.predict(queries)]
+        if self.budget is not None:
+            for row in rows:
+                row["retrieval_budget"] = self.budget
+        return with_search_queries(rows, self.decoder.retriever)
 
     def close(self) -> None:
         self.decoder.backend.close()
+        close_retriever(self.decoder.retriever)
 
 
 @dataclass(frozen=True)

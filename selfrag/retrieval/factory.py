@@ -4,6 +4,9 @@ Index layout: a `bm25` or `dense` index is one directory; a `hybrid` index is a 
 `bm25/` sub-indexes over the same corpus plus its own `meta.json`. With no index directory given, `open_retriever`
 builds the index once into the cache (`~/.cache/selfrag/indexes/<kind>-<corpus fingerprint>-<settings hash>`), which
 is what lets `retriever=bm25` answer a few seconds after a fresh start.
+
+A configured retriever may be wrapped (`wrap_retriever`): a query-writing front-end (`selfrag.retrieval.frontends`)
+and a reranker (`selfrag.retrieval.rerank`), from the `frontend*`/`rerank*` keys every live retriever config has.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ from selfrag.io import InputError
 from selfrag.models.packaged import cache_root
 from selfrag.retrieval.base import Retriever
 from selfrag.retrieval.corpus import corpus_fingerprint, iter_corpus
+from selfrag.retrieval.frontends import FRONTENDS
 from selfrag.retrieval.store import META_FILE, read_meta, write_meta
 from selfrag.values import as_bool
 
@@ -119,8 +124,9 @@ def open_retriever(
 
 def open_configured_retriever(settings: dict[str, Any], corpus_path: str | Path | None) -> Retriever:
     """Open the retriever a `retriever` config group describes: its `name`, `index_dir` (null: built once into the
-    cache from `corpus_path`) and the kind's options (see `open_retriever`)."""
-    options = dict(settings)
+    cache from `corpus_path`) and the kind's options (see `open_retriever`); the front-end keys are checked and left
+    out (`selfrag.decoding.frontend_models.open_front_end` adds what they describe)."""
+    options, _ = front_end_config(settings)  # front-ends and rerankers: selfrag.decoding.frontend_models
     kind = options.pop("name")
     index_dir = options.pop("index_dir", None)
     return open_retriever(kind, index_dir=index_dir, corpus_path=corpus_path, options=options)
@@ -142,3 +148,119 @@ def _open(kind: str, index_dir: Path, options: dict[str, Any]) -> Retriever:
     parts = [_open("dense", index_dir / "dense", options["dense"]), _open("bm25", index_dir / "bm25", options["bm25"])]
     return HybridRetriever(parts, fusion=options.get("fusion", "rrf"), rrf_k=options.get("rrf_k", 60),
                            weights=options.get("weights"), candidates=options.get("candidates"))
+
+
+# ---- front-ends and reranking around a retriever (conf/retriever_frontend/default.yaml) ------------------------------
+
+#: The retriever-config keys that describe what wraps the retriever, not the retriever itself.
+FRONT_END_KEYS = ("frontend", "frontend_options", "rerank", "rerank_options")
+#: The cache file (under the cache root) of the queries front-ends wrote.
+WRITTEN_QUERIES = "frontend_queries.sqlite"
+_WRITER_BACKENDS = ("hf", "vllm")
+
+
+@dataclass(frozen=True)
+class FrontEndConfig:
+    """What wraps a retriever: an optional query-writing front-end, then an optional reranker (outermost, so it
+    judges passages against the user's question, not the written query)."""
+
+    frontend: Any  # FrontEndSettings
+    writer_model: str | None = None
+    writer_backend: str = "hf"
+    cache: bool = True
+    rerank: str = "none"
+    rerank_candidates: int = 20
+    rerank_model: str | None = None
+    rerank_backend: str = "hf"
+
+    @property
+    def active(self) -> bool:
+        return self.frontend.kind != "none" or self.rerank != "none"
+
+
+def front_end_config(options: dict[str, Any]) -> tuple[dict[str, Any], FrontEndConfig]:
+    """Split a retriever config into the retriever's own options and its `FrontEndConfig`, every value checked.
+
+    Raises:
+        InputError: a bad value, naming its `retriever.` key.
+    """
+    from selfrag.retrieval.frontends import FrontEndSettings
+    from selfrag.retrieval.rerank import RERANKERS
+    from selfrag.values import as_choice, as_int, as_str
+
+    options = dict(options)
+    given = {key: options.pop(key, None) for key in FRONT_END_KEYS}
+    front = dict(given["frontend_options"] or {})
+    rerank = dict(given["rerank_options"] or {})
+    weights = front.get("weights")
+    if weights is not None and not isinstance(weights, list | tuple):
+        raise InputError(f"retriever.frontend_options.weights must be a list of numbers or null, got {weights!r}")
+    settings = FrontEndSettings(
+        kind=str(as_choice(given["frontend"] or "none", "retriever.frontend", FRONTENDS)),
+        n_queries=int(as_int(front.get("n_queries", 4), "retriever.frontend_options.n_queries", minimum=2)),
+        weights=None if weights is None else tuple(float(w) for w in weights),
+        rrf_k=int(as_int(front.get("rrf_k", 60), "retriever.frontend_options.rrf_k", minimum=1)),
+        candidates=int(as_int(front.get("candidates", 20), "retriever.frontend_options.candidates", minimum=1)),
+        include_question=as_bool(front.get("include_question", True), "retriever.frontend_options.include_question"),
+        max_new_tokens=int(as_int(front.get("max_new_tokens", 64), "retriever.frontend_options.max_new_tokens",
+                                  minimum=1)),
+    )
+    kind = str(as_choice(given["rerank"] or "none", "retriever.rerank", RERANKERS))
+    rerank_model = as_str(rerank.get("model_path"), "retriever.rerank_options.model_path", allow_none=True)
+    if kind == "cross_encoder" and rerank_model is None:
+        raise InputError("retriever.rerank=cross_encoder needs retriever.rerank_options.model_path=DIR (a "
+                         "sentence-transformers CrossEncoder directory)")
+    config = FrontEndConfig(
+        frontend=settings,
+        writer_model=as_str(front.get("model_path"), "retriever.frontend_options.model_path", allow_none=True),
+        writer_backend=str(as_choice(front.get("backend", "hf"), "retriever.frontend_options.backend",
+                                     _WRITER_BACKENDS)),
+        cache=as_bool(front.get("cache", True), "retriever.frontend_options.cache"),
+        rerank=kind,
+        rerank_candidates=int(as_int(rerank.get("candidates", 20), "retriever.rerank_options.candidates", minimum=1)),
+        rerank_model=rerank_model,
+        rerank_backend=str(as_choice(rerank.get("backend", "hf"), "retriever.rerank_options.backend",
+                                     _WRITER_BACKENDS)),
+    )
+    return options, config
+
+
+def wrap_retriever(retriever: Retriever, config: FrontEndConfig, *, writer: Any = None, scorer: Any = None
+                   ) -> Retriever:
+    """`retriever` behind its front-end (queries written by `writer`) and reranker (`scorer`), as `config` says.
+    `selfrag.decoding.frontend_models.open_front_end` builds the configured models and calls this.
+
+    Raises:
+        ValueError: a front-end without a writer, or a reranker without a scorer.
+    """
+    from selfrag.retrieval.frontends import FrontEndRetriever, WrittenTextCache
+    from selfrag.retrieval.rerank import RerankingRetriever
+
+    if config.frontend.kind != "none":
+        if writer is None:
+            raise ValueError(f"retriever.frontend={config.frontend.kind} needs a writer")
+        cache = WrittenTextCache(cache_root() / WRITTEN_QUERIES) if config.cache else None
+        retriever = FrontEndRetriever(retriever, writer, config.frontend, cache)
+    if config.rerank != "none":
+        if scorer is None:
+            raise ValueError(f"retriever.rerank={config.rerank} needs a scorer")
+        retriever = RerankingRetriever(retriever, scorer, config.rerank_candidates)
+    return retriever
+
+
+def with_search_queries(rows: list[dict[str, Any]], retriever: Retriever | None) -> list[dict[str, Any]]:
+    """Prediction rows with `queries` (what a front-end searched each question with) added where it searched."""
+    lookup = getattr(retriever, "queries_for", None)
+    if callable(lookup):
+        for row in rows:
+            used = lookup(row["question"])
+            if used is not None:
+                row["queries"] = used
+    return rows
+
+
+def close_retriever(retriever: Retriever | None) -> None:
+    """Release the models a wrapped retriever holds (a plain retriever holds none and is left open)."""
+    release = getattr(retriever, "release_models", None)
+    if callable(release):
+        release()
