@@ -57,8 +57,9 @@ class BackendTextWriter:
             return []
         self._open()
         tok = self._tokenizer
-        ids = [tuple(tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                             tokenize=True)) for p in prompts]
+        texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+                 for p in prompts]
+        ids = [tuple(tok(text, add_special_tokens=False)["input_ids"]) for text in texts]
         stops = tuple(i for i in {tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")} if isinstance(i, int))
         completions = self._backend.generate(ids, max_new_tokens=max_new_tokens, stop_token_ids=stops)
         return [tok.decode(c.token_ids, skip_special_tokens=True).strip() for c in completions]
