@@ -45,6 +45,15 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
 
 
+def _portable(value):
+    """`value` with every absolute path string made relative to the repository (`display_path`)."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    return display_path(value) if isinstance(value, str) and value.startswith("/") else value
+
+
 def _run(script: str, overrides: list[str], done: Path) -> None:
     if done.is_file():
         return
@@ -106,10 +115,10 @@ def main() -> None:
         lines.append(f"| {row['label']} | " + " | ".join(cells) + f" | {match} | {versus} |")
         record.append({"label": row["label"], "overrides": row["overrides"], "popqa": row["popqa"],
                        "hotpotqa": row["hotpotqa"], "e2e": comparison,
-                       "e2e_dir": display_path(row["e2e_dir"]) if "e2e_dir" in row else None})
+                       "e2e_dir": str(row["e2e_dir"]) if "e2e_dir" in row else None})
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "table.md", "\n".join(lines) + "\n")
-    write_text_atomic(args.out / "table.json", json.dumps(record, indent=2, default=str) + "\n")
+    write_text_atomic(args.out / "table.json", json.dumps(_portable(record), indent=2, default=str) + "\n")
     print("\n".join(lines))
 
 

@@ -309,3 +309,21 @@ def test_token_learning_rate_gives_the_reflection_rows_their_own_group(bases):
     assert {g["lr"] for g in plain.param_groups} == {5e-5}
     with pytest.raises(InputError, match="token_learning_rate applies to finetune=lora only"):
         _config(finetune="full", token_learning_rate=1e-3)
+
+
+def test_snapshots_are_loadable_models_of_their_step(bases, data_file, tmp_path):
+    """`snapshot_steps` writes `snapshots/step-N` during the run: a full model equal to what a run stopped at N gives
+    (constant schedule, so the first N steps are the same), and not pruned like checkpoints."""
+    from transformers import AutoModelForCausalLM
+
+    base = bases["untied"]
+    dataset = _dataset(base, data_file)
+    settings = dict(finetune="full", learning_rate=5e-3, lr_scheduler="constant_with_warmup", warmup_ratio=0.0)
+    train(base, dataset, _config(**settings, max_steps=3, snapshot_steps=[1, 2]), output_dir=tmp_path / "long",
+          progress=False)
+    short = train(base, dataset, _config(**settings, max_steps=2), output_dir=tmp_path / "short", progress=False)
+    assert sorted(p.name for p in (tmp_path / "long" / "snapshots").iterdir()) == ["step-1", "step-2"]
+    snapshot = AutoModelForCausalLM.from_pretrained(tmp_path / "long" / "snapshots" / "step-2", dtype=torch.float32)
+    stopped = AutoModelForCausalLM.from_pretrained(short.final_dir, dtype=torch.float32)
+    for (name, a), (_, b) in zip(snapshot.state_dict().items(), stopped.state_dict().items()):
+        assert torch.equal(a, b), name
