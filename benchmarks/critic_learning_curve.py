@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +124,7 @@ def main() -> None:
     ax.set_ylabel("Cohen's kappa vs teacher (dev)")
     ax.set_ylim(min(0.0, *(m["kappa"][a] or 0 for m in measured for a in aspects)) - 0.05, 1.0)
     ax.legend()
-    ax.set_title(f"Critic learning curve ({math.fsum(1 for _ in measured):.0f} points)")
+    ax.set_title(f"Critic learning curve ({len(measured)} points)")
     fig.tight_layout()
     fig.savefig(args.out / "curve.png", dpi=120)
 

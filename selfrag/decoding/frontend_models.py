@@ -20,11 +20,10 @@ from selfrag.decoding.config import DecodingConfig
 from selfrag.decoding.critique import isrel_score
 from selfrag.io import InputError
 from selfrag.models.loading import ModelSpec, load_tokenizer, resolve_checkpoint
-from selfrag.models.packaged import cache_root
 from selfrag.prompts import passage_block
 from selfrag.retrieval.base import Retriever
-from selfrag.retrieval.factory import WRITTEN_QUERIES, FrontEndConfig, wrap_retriever
-from selfrag.retrieval.frontends import FrontEndRetriever, FrontEndSettings, WrittenTextCache
+from selfrag.retrieval.factory import FrontEndConfig, wrap_retriever, written_queries_cache
+from selfrag.retrieval.frontends import FrontEndRetriever, FrontEndSettings
 from selfrag.retrieval.rerank import SCORER_BUILDERS, CrossEncoderRelevance
 from selfrag.types import Passage, ScoreRequest
 
@@ -136,9 +135,8 @@ def open_front_end(retriever: Retriever, config: FrontEndConfig) -> Retriever:
 def make_rewriter(config: FrontEndConfig) -> Callable[[Sequence[str]], list[str]]:
     """questions -> one rewritten search query each, by the configured writer and the `rewrite` prompt (cached like
     the front-end's own queries): what `decoding.corrective` retries with."""
-    cache = WrittenTextCache(cache_root() / WRITTEN_QUERIES) if config.cache else None
     settings = FrontEndSettings(kind="rewrite", max_new_tokens=config.frontend.max_new_tokens)
-    front = FrontEndRetriever(_NoSearch(), open_writer(config), settings, cache)
+    front = FrontEndRetriever(_NoSearch(), open_writer(config), settings, written_queries_cache(config))
     return lambda questions: [queries[0] for queries in front.search_queries(questions)]
 
 

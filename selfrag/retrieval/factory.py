@@ -22,7 +22,6 @@ from selfrag.io import InputError
 from selfrag.models.packaged import cache_root
 from selfrag.retrieval.base import Retriever
 from selfrag.retrieval.corpus import corpus_fingerprint, iter_corpus
-from selfrag.retrieval.frontends import FRONTENDS
 from selfrag.retrieval.store import META_FILE, read_meta, write_meta
 from selfrag.values import as_bool
 
@@ -192,18 +191,14 @@ def front_end_config(options: dict[str, Any]) -> tuple[dict[str, Any], FrontEndC
     given = {key: options.pop(key, None) for key in FRONT_END_KEYS}
     front = dict(given["frontend_options"] or {})
     rerank = dict(given["rerank_options"] or {})
-    weights = front.get("weights")
-    if weights is not None and not isinstance(weights, list | tuple):
-        raise InputError(f"retriever.frontend_options.weights must be a list of numbers or null, got {weights!r}")
-    settings = FrontEndSettings(
-        kind=str(as_choice(given["frontend"] or "none", "retriever.frontend", FRONTENDS)),
-        n_queries=int(as_int(front.get("n_queries", 4), "retriever.frontend_options.n_queries", minimum=2)),
-        weights=None if weights is None else tuple(float(w) for w in weights),
-        rrf_k=int(as_int(front.get("rrf_k", 60), "retriever.frontend_options.rrf_k", minimum=1)),
-        candidates=int(as_int(front.get("candidates", 20), "retriever.frontend_options.candidates", minimum=1)),
-        include_question=as_bool(front.get("include_question", True), "retriever.frontend_options.include_question"),
-        max_new_tokens=int(as_int(front.get("max_new_tokens", 64), "retriever.frontend_options.max_new_tokens",
-                                  minimum=1)),
+    settings = FrontEndSettings(  # checks its own values, naming their keys
+        kind=given["frontend"] or "none",
+        n_queries=front.get("n_queries", 4),
+        weights=front.get("weights"),
+        rrf_k=front.get("rrf_k", 60),
+        candidates=front.get("candidates", 20),
+        include_question=front.get("include_question", True),
+        max_new_tokens=front.get("max_new_tokens", 64),
     )
     kind = str(as_choice(given["rerank"] or "none", "retriever.rerank", RERANKERS))
     rerank_model = as_str(rerank.get("model_path"), "retriever.rerank_options.model_path", allow_none=True)
@@ -225,6 +220,13 @@ def front_end_config(options: dict[str, Any]) -> tuple[dict[str, Any], FrontEndC
     return options, config
 
 
+def written_queries_cache(config: FrontEndConfig) -> Any:
+    """The cache of written queries (`~/.cache/selfrag/frontend_queries.sqlite`), or None with `cache=false`."""
+    from selfrag.retrieval.frontends import WrittenTextCache
+
+    return WrittenTextCache(cache_root() / WRITTEN_QUERIES) if config.cache else None
+
+
 def wrap_retriever(retriever: Retriever, config: FrontEndConfig, *, writer: Any = None, scorer: Any = None
                    ) -> Retriever:
     """`retriever` behind its front-end (queries written by `writer`) and reranker (`scorer`), as `config` says.
@@ -233,14 +235,13 @@ def wrap_retriever(retriever: Retriever, config: FrontEndConfig, *, writer: Any 
     Raises:
         ValueError: a front-end without a writer, or a reranker without a scorer.
     """
-    from selfrag.retrieval.frontends import FrontEndRetriever, WrittenTextCache
+    from selfrag.retrieval.frontends import FrontEndRetriever
     from selfrag.retrieval.rerank import RerankingRetriever
 
     if config.frontend.kind != "none":
         if writer is None:
             raise ValueError(f"retriever.frontend={config.frontend.kind} needs a writer")
-        cache = WrittenTextCache(cache_root() / WRITTEN_QUERIES) if config.cache else None
-        retriever = FrontEndRetriever(retriever, writer, config.frontend, cache)
+        retriever = FrontEndRetriever(retriever, writer, config.frontend, written_queries_cache(config))
     if config.rerank != "none":
         if scorer is None:
             raise ValueError(f"retriever.rerank={config.rerank} needs a scorer")

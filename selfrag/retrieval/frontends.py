@@ -30,6 +30,7 @@ from selfrag.io import InputError
 from selfrag.retrieval.base import Retriever
 from selfrag.retrieval.fusion import reciprocal_rank_fusion
 from selfrag.types import Passage
+from selfrag.values import as_bool, as_choice, as_float_list, as_int
 
 FRONTENDS = ("none", "rewrite", "hyde", "fusion")
 
@@ -127,20 +128,18 @@ class FrontEndSettings:
     max_new_tokens: int = 64
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.kind in FRONTENDS, f"retriever.frontend={self.kind!r}; choose one of {', '.join(FRONTENDS)}"),
-            (self.n_queries >= 2, f"retriever.frontend_options.n_queries={self.n_queries}: must be >= 2"),
-            (self.rrf_k >= 1, f"retriever.frontend_options.rrf_k={self.rrf_k}: must be >= 1"),
-            (self.candidates >= 1, f"retriever.frontend_options.candidates={self.candidates}: must be >= 1"),
-            (self.max_new_tokens >= 1,
-             f"retriever.frontend_options.max_new_tokens={self.max_new_tokens}: must be >= 1"),
-            (self.weights is None or (len(self.weights) >= 1 and all(w >= 0 for w in self.weights)
-                                      and any(w > 0 for w in self.weights)),
-             f"retriever.frontend_options.weights={self.weights}: non-negative numbers, at least one > 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise InputError(message)
+        # The one place these settings are checked (types and ranges), naming the config key of each.
+        key = "retriever.frontend_options"
+        as_choice(self.kind, "retriever.frontend", FRONTENDS)
+        as_int(self.n_queries, f"{key}.n_queries", minimum=2)
+        for name in ("rrf_k", "candidates", "max_new_tokens"):
+            as_int(getattr(self, name), f"{key}.{name}", minimum=1)
+        object.__setattr__(self, "include_question", as_bool(self.include_question, f"{key}.include_question"))
+        if self.weights is not None:
+            weights = tuple(as_float_list(self.weights, f"{key}.weights", minimum=0.0))
+            if not any(w > 0 for w in weights):
+                raise InputError(f"{key}.weights={list(weights)}: at least one weight must be > 0")
+            object.__setattr__(self, "weights", weights)
 
     def query_weights(self, n: int) -> list[float]:
         """RRF weights for `n` fused queries (the original first)."""
@@ -178,7 +177,7 @@ class FrontEndRetriever:
         template = self._template()
         keys = [WrittenTextCache.key(self.writer.name, template, q) for q in questions]
         texts: list[str | None] = [self.cache.get(k) if self.cache is not None else None for k in keys]
-        todo = sorted({i for i, t in enumerate(texts) if t is None}, key=lambda i: questions[i])
+        todo = [i for i, t in enumerate(texts) if t is None]
         unique = list(dict.fromkeys(questions[i] for i in todo))
         if unique:
             fresh = dict(zip(unique, self.writer.write([template.format(question=q) for q in unique],
