@@ -7,6 +7,7 @@ through the whole decoder (short and long form).
 import math
 
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from selfrag import tokens as T
@@ -29,6 +30,20 @@ def backends(tiny_model_dir):
     vllm = VLLMBackend(tiny_model_dir, dtype="float32", engine_options={"enforce_eager": True})
     yield HFBackend(tiny_model_dir, dtype="float32"), vllm
     vllm.close()
+
+
+def test_cpu_engine_defaults_reach_the_engine(backends):
+    from vllm.platforms import current_platform
+
+    from selfrag.decoding.vllm_backend import CPU_ENGINE_DEFAULTS
+
+    if not current_platform.is_cpu():
+        pytest.skip("the defaults apply to vLLM's CPU build only")
+    _, vllm = backends
+    config = vllm.llm.llm_engine.vllm_config
+    assert config.cache_config.block_size == CPU_ENGINE_DEFAULTS["block_size"] == 32
+    assert config.scheduler_config.max_num_batched_tokens == CPU_ENGINE_DEFAULTS["max_num_batched_tokens"] == 2048
+    assert config.model_config.dtype == torch.float32  # asked for explicitly: "auto" would be bfloat16 on a CPU
 
 
 def _prompts(tiny_model_dir):

@@ -268,6 +268,17 @@ def test_model_and_backend_settings_are_checked_without_loading(tmp_path):
         check_backend("vllm", {"enable_prefix_caching": "no"})
 
 
+def test_cpu_engine_defaults_sit_between_our_options_and_the_users():
+    from selfrag.decoding.vllm_backend import CPU_ENGINE_DEFAULTS, with_engine_options
+
+    ours = {"model": "m", "dtype": "auto"}
+    assert with_engine_options(ours, None, cpu=False) == ours
+    assert with_engine_options(ours, None, cpu=True) == {**ours, "block_size": 32, "max_num_batched_tokens": 2048}
+    assert with_engine_options(ours, {"block_size": 64, "dtype": "float32"}, cpu=True) == {
+        "model": "m", "dtype": "float32", "block_size": 64, "max_num_batched_tokens": 2048}
+    assert CPU_ENGINE_DEFAULTS == {"block_size": 32, "max_num_batched_tokens": 2048}  # unchanged by the merges
+
+
 # ---- the model's context --------------------------------------------------------------------------------------------
 
 
