@@ -107,17 +107,15 @@ def main() -> None:
         critic = open_critic(spec, backend, options, batch_size=critic_batch)
         _annotate(critic, search, warm, batch_size=seed_batch, k=args.k)
         rows, seconds = _annotate(critic, search, seeds, batch_size=seed_batch, k=args.k)
-        kappa = None
-        if dev and agree:
-            kappa = {aspect: None if a.cohen_kappa is None else round(a.cohen_kappa, 3)
-                     for aspect, a in evaluate_critic(critic, dev, progress=False).items()}
-        critic.backend.close()
         outputs[name] = {r["id"]: r["output"] for r in rows}
         results[name] = {"seeds": len(seeds), "rows": len(rows), "seconds": round(seconds, 2),
                          "rows_per_second": round(len(rows) / seconds, 3),
                          "seconds_per_row": round(seconds / len(rows), 3)}
-        if kappa is not None:
-            results[name]["kappa_vs_teacher_on_dev"] = kappa
+        if dev and agree:
+            results[name]["kappa_vs_teacher_on_dev"] = {
+                aspect: None if a.cohen_kappa is None else round(a.cohen_kappa, 3)
+                for aspect, a in evaluate_critic(critic, dev, progress=False).items()}
+        critic.backend.close()
     names = list(ways)
     old = results[names[0]]
     first = outputs[names[0]]
