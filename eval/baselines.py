@@ -55,7 +55,7 @@ def rag_prompt(formatter: PromptFormatter, instruction: str, passages: Sequence[
     return f"### Paragraph:\n{block}\n\n### Instruction:\n{instruction}\n\n### Response:\n"
 
 
-def _stop_ids(tokenizer: Any) -> tuple[int, ...]:
+def answer_stop_ids(tokenizer: Any) -> tuple[int, ...]:
     """EOS and every other special token except the reflection tokens (which a Self-RAG model emits mid-answer):
     a response never legitimately contains a turn marker, BOS or padding, so generation ends there."""
     vocab_ids = tokenizer.convert_tokens_to_ids(list(T.REFLECTION_TOKENS))
@@ -104,7 +104,7 @@ class Baseline:
         self.ndocs = ndocs
         self.retriever = retriever
         self.context_limit = context_limit
-        self.stop_ids = _stop_ids(tokenizer)
+        self.stop_ids = answer_stop_ids(tokenizer)
         self._drop = set(self.stop_ids)
 
     def passages(self, queries: Sequence[Query]) -> list[list[Passage]]:

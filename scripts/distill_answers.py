@@ -1,0 +1,114 @@
+"""Self-distilled answers: rewrite the answers of `[Relevant]` rows in the base model's own words (critic/self_distill.py).
+
+    python scripts/distill_answers.py output_dir=DIR [data_file=artifacts/generator-data/train.jsonl] \
+        [keep_rejected=false] [max_sentences=2] [backend=vllm|hf] [model=smollm2_135m_instruct]
+
+For each row of one segment citing one `[Relevant]` passage, the base reads the passage in the standard-RAG prompt of
+its chat template (eval/baselines.rag_prompt: what `method=standard_rag` shows it) and answers greedily; the answer is
+kept, cut after its first sentence holding the row's answer, where one of its first `max_sentences` sentences does.
+Rows are otherwise copied unchanged; `keep_rejected=false` leaves out the rejected-passage variants (`{seed}/rejN`).
+Writes `DIR/train.jsonl` and `DIR/distill.json` (counts, seconds). Every input is checked before the model loads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from critic.self_distill import base_answer, is_rejected_variant, relevant_row, with_answer
+from eval.baselines import answer_stop_ids, rag_prompt
+from selfrag.cli import run_or_exit
+from selfrag.decoding.backend import make_backend
+from selfrag.decoding.factory import check_backend, prompt_formatter
+from selfrag.io import InputError, read_jsonl, write_jsonl_atomic, write_text_atomic
+from selfrag.models.loading import load_tokenizer, model_spec, resolve_checkpoint
+from selfrag.overrides import hydra_app
+from selfrag.prompts import user_content
+from selfrag.rundir import claimed_output_dir, refuse_input_dir
+from selfrag.values import as_bool, as_int
+
+
+def read_rows(path: str) -> list[dict]:
+    """The released-format rows of `path`, each checked for `instruction`, `output` and `id` strings.
+
+    Raises:
+        InputError: naming the file and line of the first bad row.
+    """
+    rows = read_jsonl(path)
+    for line, row in enumerate(rows, start=1):
+        for key in ("instruction", "output", "id"):
+            if not isinstance(row.get(key), str):
+                raise InputError(f"{path}, line {line}: `{key}` must be a string (a released-format row: "
+                                 "{instruction, input, output, id}); fix the row or pass another data_file=")
+    return rows
+
+
+def run(cfg: DictConfig) -> Path:
+    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    rows = read_rows(str(config["data_file"]))
+    keep_rejected = as_bool(config["keep_rejected"], "keep_rejected")
+    max_sentences = as_int(config["max_sentences"], "max_sentences", minimum=1)
+    max_new_tokens = as_int(config["max_new_tokens"], "max_new_tokens", minimum=1)
+    spec = model_spec(config["model"])
+    backend = dict(config["backend"])
+    backend_name = backend.pop("name", None)
+    check_backend(backend_name, backend)
+    refuse_input_dir(config["output_dir"], {"data_file": config["data_file"]})
+
+    with claimed_output_dir(config["output_dir"]) as out_dir:
+        started = time.perf_counter()
+        rows = [r for r in rows if keep_rejected or not is_rejected_variant(r["id"])]
+        targets = [(i, found) for i, r in enumerate(rows) if (found := relevant_row(r["output"])) is not None]
+        checkpoint = resolve_checkpoint(spec)
+        tokenizer = load_tokenizer(checkpoint)
+        formatter = prompt_formatter("chat", tokenizer) if tokenizer.chat_template else prompt_formatter(
+            "selfrag", tokenizer)
+        prompts = [
+            tokenizer(rag_prompt(formatter, user_content(rows[i]["instruction"], rows[i].get("input") or ""),
+                                 [found.passage]), add_special_tokens=formatter.style != "chat")["input_ids"]
+            for i, found in targets
+        ]
+        engine = make_backend(str(backend_name), checkpoint, **backend)
+        try:
+            completions = engine.generate(prompts, max_new_tokens=max_new_tokens,
+                                          stop_token_ids=answer_stop_ids(tokenizer))
+        finally:
+            engine.close()
+        rewritten = 0
+        for (i, found), completion in zip(targets, completions):
+            text = tokenizer.decode(completion.token_ids, skip_special_tokens=True)
+            answer = base_answer(text, found.answer, max_sentences=max_sentences)
+            if answer is not None:
+                rows[i] = with_answer(rows[i], found, answer)
+                rewritten += 1
+        seconds = time.perf_counter() - started
+        write_jsonl_atomic(out_dir / "train.jsonl", rows)
+        counts = {
+            "data_file": str(config["data_file"]),
+            "rows": len(rows),
+            "rejected_variants_left_out": 0 if keep_rejected else sum(1 for r in read_jsonl(config["data_file"])
+                                                                       if is_rejected_variant(str(r["id"]))),
+            "relevant_rows": len(targets),
+            "rewritten": rewritten,
+            "kept_as_is": len(targets) - rewritten,
+            "generated_tokens": sum(len(c.token_ids) for c in completions),
+            "seconds": round(seconds, 1),
+            "prompt_style": formatter.style,
+            "max_sentences": max_sentences,
+        }
+        write_text_atomic(out_dir / "distill.json", json.dumps(counts, indent=2) + "\n")
+        print(json.dumps(counts, indent=2))
+        return out_dir / "train.jsonl"
+
+
+@hydra_app("distill_answers")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point (bad input: one `error:` line, exit status 2)."""
+    run_or_exit(run, cfg)
+
+
+if __name__ == "__main__":
+    main()

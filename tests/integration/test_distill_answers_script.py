@@ -1,0 +1,80 @@
+"""scripts/distill_answers.py on a tiny model: which rows are rewritten, into what, and bad input refused first."""
+
+from __future__ import annotations
+
+import json
+
+from critic.self_distill import relevant_row
+from tests.helpers import run_script, write_jsonl
+
+PASSAGE = "[Retrieval]<paragraph>alice\nalice is a singer from paris .</paragraph>"
+
+
+def _rows(answer: str) -> list[dict]:
+    relevant = f"{PASSAGE}[Relevant]{answer}[Fully supported][Utility:5]"
+    return [
+        {"instruction": "who is alice ?", "input": "", "output": relevant, "id": "a"},
+        {"instruction": "who is alice ?", "input": "", "output": relevant.replace("[Relevant]", "[Irrelevant]")
+         .replace("[Fully supported]", ""), "id": "a/rej1"},
+        {"instruction": "what is the capital of france ?", "input": "", "output": "[No Retrieval]paris .[Utility:4]",
+         "id": "b"},
+    ]
+
+
+def _base_text(model_dir: str) -> str:
+    """What the tiny base answers for row `a` in the script's standard-RAG prompt (its greedy continuation)."""
+    from transformers import AutoTokenizer
+
+    from eval.baselines import answer_stop_ids, rag_prompt
+    from selfrag.decoding.factory import prompt_formatter
+    from selfrag.decoding.hf_backend import HFBackend
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    formatter = prompt_formatter("selfrag", tokenizer)  # the tiny tokenizer has no chat template
+    found = relevant_row(_rows("x")[0]["output"])
+    ids = tokenizer(rag_prompt(formatter, "who is alice ?", [found.passage]), add_special_tokens=True)["input_ids"]
+    backend = HFBackend(model_dir, device="cpu")
+    try:
+        completion = backend.generate([ids], max_new_tokens=64, stop_token_ids=answer_stop_ids(tokenizer))[0]
+    finally:
+        backend.close()
+    return tokenizer.decode(completion.token_ids, skip_special_tokens=True).strip()
+
+
+def test_distill_answers_rewrites_relevant_rows_it_can_and_drops_rejected(tiny_model_dir, tmp_path):
+    base = _base_text(tiny_model_dir)
+    first_word = base.split()[0]
+    model = ("model=custom", f"model.path={tiny_model_dir}", "backend=hf", "backend.device=cpu")
+
+    # the base's first word as the gold answer: the row is rewritten to the base's first sentence
+    data = tmp_path / "in.jsonl"
+    write_jsonl(data, _rows(first_word))
+    proc = run_script("distill_answers", f"data_file={data}", *model, f"output_dir={tmp_path}/out")
+    rows = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b"]                      # the rejected variant is left out
+    first_sentence = base.split(". ")[0] + ("." if ". " in base else "")
+    assert rows[0]["output"] == f"{PASSAGE}[Relevant]{first_sentence.strip()}[Fully supported][Utility:5]"
+    assert rows[0]["answer_source"] == "base" and "answer_source" not in rows[1]
+    assert rows[1]["output"] == "[No Retrieval]paris .[Utility:4]"
+    counts = json.loads((tmp_path / "out" / "distill.json").read_text())
+    assert (counts["rows"], counts["rejected_variants_left_out"], counts["relevant_rows"], counts["rewritten"]) == (
+        2, 1, 1, 1)
+    assert '"rewritten": 1' in proc.stdout
+
+    # an answer the base never writes: the row stays as it was; keep_rejected keeps the variant
+    write_jsonl(data, _rows("zzzq"))
+    run_script("distill_answers", f"data_file={data}", *model, "keep_rejected=true", f"output_dir={tmp_path}/out2")
+    rows = [json.loads(line) for line in (tmp_path / "out2" / "train.jsonl").read_text().splitlines()]
+    assert rows == _rows("zzzq")
+
+
+def test_distill_answers_names_the_bad_line_before_any_model_loads(tmp_path):
+    data = tmp_path / "in.jsonl"
+    rows = _rows("x")
+    del rows[1]["output"]
+    write_jsonl(data, rows)
+    proc = run_script("distill_answers", f"data_file={data}", "model=custom", f"model.path={tmp_path}/no-model",
+                      f"output_dir={tmp_path}/out", check=False)
+    assert proc.returncode == 2
+    assert f"{data}, line 2: `output` must be a string" in proc.stderr
+    assert not (tmp_path / "out").exists()
