@@ -66,7 +66,7 @@ def test_shipped_generator_is_the_default_and_reproduces_its_reference(tmp_path)
     proc = run_script("infer", "data.limit=3", "decoding.ndocs=3", f"output_dir={tmp_path}")
     assert "another base" not in proc.stderr and "no content fingerprint" not in proc.stderr
     config = json.loads((tmp_path / "run_config.json").read_text())
-    assert config["model"]["name"] == "selfrag_smollm2_135m" and config["model"]["prompt"] == "selfrag"
+    assert config["model"]["name"] == "selfrag_smollm2_135m" and config["model"]["prompt"] == "chat"
     rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     reference_file = Path(__file__).resolve().parents[1] / "reference" / "shipped_generator_popqa3.jsonl"
     reference = [json.loads(line) for line in reference_file.read_text().splitlines()]
