@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from selfrag import tokens as T
+from selfrag.types import Passage
 
 _DECISIONS = (T.RETRIEVAL, T.NO_RETRIEVAL, T.CONTINUE)
 _PIECES = re.compile(
@@ -48,6 +49,13 @@ class AnnotatedOutput:
 
     def compose(self) -> str:
         return "".join(s.compose() for s in self.segments) + (self.utility or "") + self.tail
+
+
+def passage_of(raw: str) -> Passage:
+    """The passage of a segment back from the text between its paragraph markers (`{title}\\n{text}`, the form
+    `selfrag.prompts.passage_block` writes); the id is not in the output, so it is empty."""
+    title, _, text = raw.partition("\n")
+    return Passage("", title, text)
 
 
 def compose_output(output: AnnotatedOutput) -> str:

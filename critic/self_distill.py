@@ -16,20 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from critic.released import AnnotatedOutput, parse_output, passage_of
 from selfrag import tokens as T
 from selfrag.types import Passage
 
-_SUPPORT = "|".join(re.escape(t) for t in (T.FULLY_SUPPORTED, T.PARTIALLY_SUPPORTED, T.NO_SUPPORT))
-_UTILITY = "|".join(re.escape(t) for t in T.UTILITY)
-# One segment: [Retrieval]<paragraph>title\ntext</paragraph>[Relevant]answer[IsSup][Utility:k], nothing else.
-_RELEVANT_ROW = re.compile(
-    re.escape(T.RETRIEVAL + T.PARAGRAPH_OPEN) + r"(?P<passage>.*?)" + re.escape(T.PARAGRAPH_CLOSE + T.RELEVANT)
-    + r"(?P<answer>.*?)(?:" + _SUPPORT + r")(?:" + _UTILITY + r")$",
-    re.DOTALL,
-)
 # A sentence ends at . ! or ? followed by whitespace. Deliberately simple (pysbd, critic/segments.py, keeps "Jr." in
 # its sentence): the shipped distilled data was made with this rule, and the rule is part of what makes it reproducible.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -39,28 +32,30 @@ _MARKUP = re.compile(r"[\[\]<>]")
 
 @dataclass(frozen=True)
 class RelevantRow:
-    """Where a single-segment `[Relevant]` row's passage and answer are.
+    """A single-segment `[Relevant]` row, parsed.
 
     Attributes:
         passage: the cited passage (title = the paragraph's first line).
         answer: the row's answer text, stripped.
-        span: (start, end) of the answer text in the row's `output`.
+        parsed: the whole output (`critic.released`), from which `with_answer` composes the rewritten one.
     """
 
     passage: Passage
     answer: str
-    span: tuple[int, int]
+    parsed: AnnotatedOutput
 
 
 def relevant_row(output: str) -> RelevantRow | None:
-    """The passage and answer of `output` when it is one segment citing one `[Relevant]` passage, else None."""
-    match = _RELEVANT_ROW.fullmatch(output)
-    if match is None or not match.group("answer").strip():
+    """The passage and answer of `output` when it is exactly `[Retrieval]<paragraph>..</paragraph>[Relevant]answer
+    [IsSup][Utility:k]` (one segment, a non-empty answer, nothing after the utility token), else None."""
+    parsed = parse_output(output)
+    if len(parsed.segments) != 1 or parsed.utility is None or parsed.tail:
         return None
-    if T.find_tokens(match.group("passage")) or T.find_tokens(match.group("answer")):
-        return None  # more than one segment
-    title, _, text = match.group("passage").partition("\n")
-    return RelevantRow(Passage(id="", title=title, text=text), match.group("answer").strip(), match.span("answer"))
+    segment = parsed.segments[0]
+    if (segment.decision != T.RETRIEVAL or segment.passage is None or segment.rel != T.RELEVANT
+            or segment.sup is None or not segment.text.strip()):
+        return None
+    return RelevantRow(passage_of(segment.passage), segment.text.strip(), parsed)
 
 
 def base_answer(generated: str, reference: str, *, max_sentences: int = 2) -> str | None:
@@ -77,11 +72,5 @@ def base_answer(generated: str, reference: str, *, max_sentences: int = 2) -> st
 
 def with_answer(row: Mapping[str, Any], found: RelevantRow, answer: str) -> dict[str, Any]:
     """A copy of `row` whose answer text is `answer` (tokens and passage unchanged), marked `answer_source: base`."""
-    start, end = found.span
-    output = row["output"]
-    return {**row, "output": output[:start] + answer + output[end:], "answer_source": "base"}
-
-
-def is_rejected_variant(row_id: str) -> bool:
-    """Whether `row_id` names a rejected-passage variant (`{seed}/rejN`, critic.annotate.RowVariants)."""
-    return re.search(r"/rej\d+$", row_id) is not None
+    segment = replace(found.parsed.segments[0], text=answer)
+    return {**row, "output": replace(found.parsed, segments=(segment,)).compose(), "answer_source": "base"}

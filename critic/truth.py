@@ -24,25 +24,29 @@ from typing import Any
 from critic.agreement import agreement
 from critic.aspects import ISREL, ISSUP, Label, LabelItem
 from critic.grounded import AnswerGroundedTeacher, contains, groundable_answers
-from critic.released import parse_output
+from critic.released import parse_output, passage_of
 from critic.sources import SeedExample
 from selfrag import tokens as T
-from selfrag.types import Passage
 
 #: Segments of at most this many words count as short answers.
 SHORT_WORDS = 8
 
 
+def _variant(row_id: str) -> tuple[str, str]:
+    """(seed id, variant suffix) of an annotated row id: `{seed}/sup1` -> (seed, "sup1"), `{seed}` -> (seed, "")
+    (see `critic.annotate.RowVariants`)."""
+    head, _, tail = row_id.rpartition("/")
+    return (head, tail) if head and tail[:3] in ("sup", "rej") and tail[3:].isdigit() else (row_id, "")
+
+
 def seed_id_of(row_id: str) -> str:
     """The seed id of an annotated row (`{seed}` or `{seed}/sup1`, `{seed}/rej2`: see `critic.annotate.RowVariants`)."""
-    head, _, tail = row_id.rpartition("/")
-    return head if head and tail[:3] in ("sup", "rej") and tail[3:].isdigit() else row_id
+    return _variant(row_id)[0]
 
 
-def _passage(raw: str) -> Passage:
-    """A passage back from the text between the markers (`{title}\\n{text}`)."""
-    title, _, text = raw.partition("\n")
-    return Passage("", title, text)
+def is_rejected_variant(row_id: str) -> bool:
+    """Whether `row_id` names a rejected-passage variant (`{seed}/rejN`)."""
+    return _variant(row_id)[1].startswith("rej")
 
 
 @dataclass
@@ -152,7 +156,7 @@ def truth_table(rows: Iterable[Mapping[str, Any]], seeds: Mapping[str, SeedExamp
         for segment in parse_output(row["output"]).segments:
             if segment.passage is None or segment.rel is None:
                 continue
-            passage = _passage(segment.passage)
+            passage = passage_of(segment.passage)
             has = any(contains(f"{passage.title}\n{passage.text}", a) for a in answers)
             text = segment.text.strip()
             rel_item = LabelItem(ISREL, "x", seed.instruction, evidence=passage, answers=seed.answers,

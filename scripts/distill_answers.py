@@ -1,4 +1,5 @@
-"""Self-distilled answers: rewrite the answers of `[Relevant]` rows in the base model's own words (critic/self_distill.py).
+"""Self-distilled answers: rewrite the answers of `[Relevant]` rows in the base model's own words
+(critic/self_distill.py).
 
     python scripts/distill_answers.py output_dir=DIR [data_file=artifacts/generator-data/train.jsonl] \
         [keep_rejected=false] [max_sentences=2] [backend=vllm|hf] [model=smollm2_135m_instruct]
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from critic.self_distill import base_answer, is_rejected_variant, relevant_row, with_answer
+from critic.self_distill import base_answer, relevant_row, with_answer
+from critic.truth import is_rejected_variant
 from eval.baselines import answer_stop_ids, rag_prompt
 from selfrag.cli import run_or_exit
 from selfrag.decoding.backend import make_backend
@@ -60,12 +62,12 @@ def run(cfg: DictConfig) -> Path:
 
     with claimed_output_dir(config["output_dir"]) as out_dir:
         started = time.perf_counter()
+        rejected = 0 if keep_rejected else sum(is_rejected_variant(r["id"]) for r in rows)
         rows = [r for r in rows if keep_rejected or not is_rejected_variant(r["id"])]
         targets = [(i, found) for i, r in enumerate(rows) if (found := relevant_row(r["output"])) is not None]
         checkpoint = resolve_checkpoint(spec)
         tokenizer = load_tokenizer(checkpoint)
-        formatter = prompt_formatter("chat", tokenizer) if tokenizer.chat_template else prompt_formatter(
-            "selfrag", tokenizer)
+        formatter = prompt_formatter("auto", tokenizer)  # its chat template, or the official format without one
         prompts = [
             tokenizer(rag_prompt(formatter, user_content(rows[i]["instruction"], rows[i].get("input") or ""),
                                  [found.passage]), add_special_tokens=formatter.style != "chat")["input_ids"]
@@ -89,8 +91,7 @@ def run(cfg: DictConfig) -> Path:
         counts = {
             "data_file": str(config["data_file"]),
             "rows": len(rows),
-            "rejected_variants_left_out": 0 if keep_rejected else sum(1 for r in read_jsonl(config["data_file"])
-                                                                       if is_rejected_variant(str(r["id"]))),
+            "rejected_variants_left_out": rejected,
             "relevant_rows": len(targets),
             "rewritten": rewritten,
             "kept_as_is": len(targets) - rewritten,

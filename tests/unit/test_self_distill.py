@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from critic.self_distill import base_answer, is_rejected_variant, relevant_row, with_answer
+from critic.self_distill import base_answer, relevant_row, with_answer
+from critic.truth import is_rejected_variant
 
 ROW = ("[Retrieval]<paragraph>Edwin Wallock\nEdwin Wallock was an American actor of the silent film era."
        "</paragraph>[Relevant]actor[Fully supported][Utility:5]")
 
 
-def test_relevant_row_finds_passage_and_answer_span():
+def test_relevant_row_finds_passage_and_answer():
     found = relevant_row(ROW)
     assert found is not None
     assert (found.passage.title, found.passage.text) == (
         "Edwin Wallock", "Edwin Wallock was an American actor of the silent film era.")
     assert found.answer == "actor"
-    assert ROW[found.span[0]:found.span[1]] == "actor"
+    assert found.parsed.compose() == ROW  # the whole row is held, so the rewrite can compose it back
 
 
 def test_relevant_row_refuses_other_shapes():
