@@ -9,6 +9,9 @@ run (every question decoded into candidates; `decoding.score_all_paths=true` add
 - **IsRel AUROC** against "the candidate's passage contains a gold answer" (`selfrag.retrieval.evaluation.
   contains_answer`, the test of answer recall@k), over candidates with a passage and an IsRel score;
 - **IsSup AUROC** and **final-score AUROC** against "the candidate is right", over candidates with that score;
+- **passage choice vs retrieval order**: over questions with passage candidates, how often the candidate the run's
+  weights pick among the passages (`mode=always`) is right, against the candidate of the retriever's first passage:
+  if reflection cannot beat the retriever's order, it is not choosing passages;
 - **retrieval usefulness**: for questions where both paths were decoded, the primary metric of the answer the run
   would give with passages (`mode=always`) and without (`mode=never`) under its own weights, per p_retrieve bin:
   where retrieval helps, and whether the model's p_retrieve knows it.
@@ -98,6 +101,16 @@ def _path_scores(task: Task, row: Mapping[str, Any], gold: Any, weights: RewardW
     return _right(task, row, with_passages, gold), _right(task, row, without, gold)
 
 
+def _passage_picks(task: Task, row: Mapping[str, Any], gold: Any, weights: RewardWeights) -> tuple[bool, bool] | None:
+    """(right: the weights' pick among the passage candidates, right: the first passage's candidate) for a row with
+    passage candidates, else None."""
+    first = next((c for c in row.get("candidates") or [] if c["passage_id"] is not None), None)
+    if first is None:
+        return None
+    picked = rerank(dict(row), weights, mode="always")["answer"]
+    return _right(task, row, picked, gold), _right(task, row, first["answer"], gold)
+
+
 def reflection_diagnostics(
     task: Task,
     rows: Sequence[Mapping[str, Any]],
@@ -116,6 +129,7 @@ def reflection_diagnostics(
     oracle = 0
     chosen = []
     paths: list[tuple[float, bool, bool]] = []
+    passage_picks: list[tuple[bool, bool]] = []
     for row in rows:
         row_id = str(row["id"])
         gold = golds[row_id]
@@ -138,6 +152,9 @@ def reflection_diagnostics(
         oracle += any_right
         value = per_question[row_id][primary]
         chosen.append(float(value) if isinstance(value, (int, float)) else 0.0)
+        picks = _passage_picks(task, row, gold, weights)
+        if picks is not None:
+            passage_picks.append(picks)
         both = _path_scores(task, row, gold, weights)
         if both is not None:
             paths.append((float(row["p_retrieve"]), *both))
@@ -165,6 +182,9 @@ def reflection_diagnostics(
         "final_auroc": auroc(final_scores, final_labels),
         "final_n": len(final_scores),
         "candidates_right_rate": sum(final_labels) / len(final_labels) if final_labels else None,
+        "passage_pick_n": len(passage_picks),
+        "passage_pick_reflection": (sum(r for r, _ in passage_picks) / len(passage_picks)) if passage_picks else None,
+        "passage_pick_first": (sum(f for _, f in passage_picks) / len(passage_picks)) if passage_picks else None,
         "retrieval_usefulness": usefulness if paths else None,
         "reliability": {"isrel": reliability(rel_scores, rel_labels), "issup": reliability(sup_scores, sup_labels)},
     }
@@ -192,6 +212,11 @@ def reflection_markdown(block: Mapping[str, Any]) -> str:
         f"| final score AUROC vs candidate right (n={block['final_n']}, "
         f"{num(block['candidates_right_rate'], True)} right) | {num(block['final_auroc'])} |",
     ]
+    if block.get("passage_pick_n"):
+        lines += [f"| among passages (n={block['passage_pick_n']}): the weights' pick right | "
+                  f"{num(block['passage_pick_reflection'], True)} |",
+                  f"| among passages: the retriever's first passage's candidate right | "
+                  f"{num(block['passage_pick_first'], True)} |"]
     if block.get("retrieval_usefulness"):
         lines += ["", "Retrieval usefulness (questions with both paths decoded):", "",
                   "| p_retrieve | n | with passages | without |", "|---|---:|---:|---:|"]

@@ -1,5 +1,6 @@
 """Sweeps over a saved Self-RAG run without the model: the task metric and retrieval rate over adaptive-retrieval
-thresholds, and the task metric over a grid of reward weights, as data, markdown tables and PNG plots.
+thresholds, over the number of passages whose candidates compete (`ndocs`), and over a grid of reward weights, as
+data, markdown tables and PNG plots.
 
 Each setting re-decides every saved prediction with `selfrag.decoding.records.rerank` (retrieval re-decided from the
 saved p_retrieve, the answer re-picked among the saved candidates from their raw group probabilities) and scores the
@@ -32,12 +33,14 @@ class SweepPoint:
         weights: the reward weights applied.
         retrieval_rate: fraction of questions answered with retrieval under this setting.
         metrics: the task's metric means (`Unavailable` where they are), with `n`.
+        ndocs: the number of passages whose candidates competed (None: all that were saved).
     """
 
     threshold: float | None
     weights: RewardWeights
     retrieval_rate: float
     metrics: dict[str, Any]
+    ndocs: int | None = None
 
     def value(self, metric: str) -> float:
         """The mean of `metric` (InputError when the task has no such metric or it was not computed)."""
@@ -52,8 +55,9 @@ class SweepPoint:
     def as_json(self) -> dict[str, Any]:
         """A plain JSON object: threshold, weights, retrieval_rate, n and every metric."""
         w = self.weights
-        return {"threshold": self.threshold, "w_rel": w.w_rel, "w_sup": w.w_sup, "w_use": w.w_use,
-                "use_seqscore": w.use_seqscore, "retrieval_rate": self.retrieval_rate, **jsonable(self.metrics)}
+        return {"threshold": self.threshold, "ndocs": self.ndocs, "w_rel": w.w_rel, "w_sup": w.w_sup,
+                "w_use": w.w_use, "use_seqscore": w.use_seqscore, "retrieval_rate": self.retrieval_rate,
+                **jsonable(self.metrics)}
 
 
 def threshold_range(start: float, stop: float, step: float) -> list[float]:
@@ -118,12 +122,14 @@ class RerankScorer:
         self.golds = golds
         self._cache: dict[tuple[str, str, tuple[Any, ...]], Scores] = {}
 
-    def point(self, weights: RewardWeights, *, threshold: float | None = None) -> SweepPoint:
-        """Re-decide every row under `weights` (and, if given, the adaptive `threshold`) and score the result."""
+    def point(self, weights: RewardWeights, *, threshold: float | None = None, ndocs: int | None = None) -> SweepPoint:
+        """Re-decide every row under `weights` (and, if given, the adaptive `threshold`, and only the first `ndocs`
+        passages' candidates) and score the result."""
         per_question: dict[str, Scores] = {}
         retrieved = 0
         for row in self.rows:
-            new = rerank(row, weights, mode="adaptive" if threshold is not None else None, threshold=threshold)
+            new = rerank(row, weights, mode="adaptive" if threshold is not None else None, threshold=threshold,
+                         ndocs=ndocs)
             row_id = str(new["id"])
             # Scores depend on the answer and, for citation metrics, on the cited passages.
             key = (row_id, new["answer"], tuple(d.get("id") for d in new.get("docs") or ()))
@@ -131,7 +137,7 @@ class RerankScorer:
                 self._cache[key] = self.task.score(new, self.golds[row_id])
             per_question[row_id] = self._cache[key]
             retrieved += bool(new["retrieved"])
-        return SweepPoint(threshold, weights, retrieved / len(self.rows), self.task.aggregate(per_question))
+        return SweepPoint(threshold, weights, retrieved / len(self.rows), self.task.aggregate(per_question), ndocs)
 
 
 def threshold_sweep(scorer: RerankScorer, thresholds: Iterable[float], weights: RewardWeights) -> list[SweepPoint]:
@@ -142,6 +148,26 @@ def threshold_sweep(scorer: RerankScorer, thresholds: Iterable[float], weights: 
     """
     check_sweepable(scorer.rows, rethreshold=True)
     return [scorer.point(weights, threshold=t) for t in thresholds]
+
+
+def ndocs_sweep(scorer: RerankScorer, ndocs: Iterable[int], weights: RewardWeights) -> list[SweepPoint]:
+    """One point per `ndocs`: the answer re-picked among the candidates of the first `ndocs` retrieved passages
+    only, retrieval decisions as saved. `ndocs=1` is the retriever's choice (its top passage's candidate); the
+    largest is the run's own choice. Where the metric falls as `ndocs` grows, the reflection tokens pick worse than
+    the retriever's order.
+
+    Raises:
+        InputError: an `ndocs` below 1, or long-form rows (beams are not per passage). A run made with the corrective
+            retry is not for this sweep (its retried candidates come after the first passages); scripts/sweep.py
+            skips it.
+    """
+    check_sweepable(scorer.rows, rethreshold=False)
+    if any("beams" in r for r in scorer.rows):
+        raise InputError("long-form predictions have no per-passage candidates to cut; the ndocs sweep is short form")
+    counts = list(ndocs)
+    if any(k < 1 for k in counts):
+        raise InputError(f"ndocs values must be at least 1, got {counts}")
+    return [scorer.point(weights, ndocs=k) for k in counts]
 
 
 def weight_grid(
@@ -193,6 +219,18 @@ def threshold_table(points: Sequence[SweepPoint], metric: str) -> str:
     best = best_point(points, metric)
     lines += ["", f"Best {metric}: {best.value(metric):.4f} at threshold {best.threshold:.2f} "
                   f"(retrieval rate {best.retrieval_rate:.4f})."]
+    return "\n".join(lines) + "\n"
+
+
+def ndocs_table(points: Sequence[SweepPoint], metric: str) -> str:
+    """Markdown: ndocs, retrieval rate and every metric per point, and the best ndocs for `metric`."""
+    names = [k for k in points[0].metrics if k != "n"]
+    lines = ["| ndocs | retrieval rate | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+    for p in points:
+        lines.append(f"| {p.ndocs} | {p.retrieval_rate:.4f} | " + " | ".join(_number(p.metrics[n]) for n in names)
+                     + " |")
+    best = best_point(points, metric)
+    lines += ["", f"Best {metric}: {best.value(metric):.4f} with the first {best.ndocs} passage(s) competing."]
     return "\n".join(lines) + "\n"
 
 

@@ -2,9 +2,11 @@
 
     python scripts/sweep.py run=outputs/evaluate/RUN output_dir=DIR [metric=match] [grid.w_rel=[0,1,2]] ...
 
-Writes threshold_sweep.{json,md,png}, weight_grid.{json,md,png} and, for a short-form run, reflection.{json,md} and
-reliability.png (the reflection diagnostics of `eval.reflection` under the run's weights). The threshold sweep needs
-a short-form run made with decoding.score_all_paths=true; for a long-form run only the weight grid is written.
+Writes threshold_sweep.{json,md,png}, weight_grid.{json,md,png} and, for a short-form run, reflection.{json,md},
+reliability.png (the reflection diagnostics of `eval.reflection` under the run's weights) and ndocs_sweep.{json,md}
+(the metric when only the first 1..ndocs passages' candidates compete, under the threshold sweep's weights; skipped
+for a corrective run). The threshold sweep needs a short-form run made with decoding.score_all_paths=true; for a
+long-form run only the weight grid is written.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from eval.reflection import reflection_diagnostics, reflection_markdown
 from eval.runs import load_run
 from eval.sweeps import (
     RerankScorer,
+    best_point,
+    ndocs_sweep,
+    ndocs_table,
     plot_reliability,
     plot_threshold_sweep,
     plot_weight_grid,
@@ -88,6 +93,16 @@ def run(cfg: DictConfig) -> Path:
                f"# Threshold sweep: {title}\n\n{table}")
         plot_threshold_sweep(points, metric, output_dir / "threshold_sweep.png", title=title)
         print(table)
+        if decoding.get("corrective"):
+            print("corrective run: skipping the ndocs sweep (retried candidates are not in retrieval order)")
+        else:
+            points = ndocs_sweep(scorer, range(1, int(decoding["ndocs"]) + 1), weights)
+            table = ndocs_table(points, metric)
+            _write(output_dir, "ndocs_sweep", {**header, "weights": points[0].as_json() | {"ndocs": None},
+                                               "best": best_point(points, metric).as_json(),
+                                               "points": [p.as_json() for p in points]},
+                   f"# Passages competing (ndocs): {title}\n\nRetrieval decisions as saved.\n\n{table}")
+            print(table)
     points = weight_grid(scorer, grid["w_rel"], grid["w_sup"], grid["w_use"], use_seqscore=grid_seqscore,
                          threshold=grid_threshold)
     table = weight_table(points, metric)

@@ -6,6 +6,7 @@ other reward weights (and, in short form, another retrieval mode or threshold) t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from selfrag.decoding.beam import attach_citations, beam_score
@@ -84,16 +85,37 @@ def prediction_to_json(prediction: Prediction, weights: RewardWeights) -> dict[s
     return row
 
 
+def first_passages(candidates: Sequence[Candidate], ndocs: int) -> tuple[Candidate, ...]:
+    """The candidates of the first `ndocs` passages (in saved order) and every candidate without a passage.
+
+    Raises:
+        ValueError: `ndocs` < 1.
+    """
+    if ndocs < 1:
+        raise ValueError(f"ndocs must be at least 1, got {ndocs}")
+    kept, seen = [], 0
+    for candidate in candidates:
+        if candidate.passage is None:
+            kept.append(candidate)
+        elif seen < ndocs:
+            kept.append(candidate)
+            seen += 1
+    return tuple(kept)
+
+
 def rerank(
     row: dict[str, Any],
     weights: RewardWeights,
     *,
     mode: str | None = None,
     threshold: float | None = None,
+    ndocs: int | None = None,
 ) -> dict[str, Any]:
     """Re-score one saved prediction under new weights (and, short form, a new mode/threshold); no model needed.
 
-    Short form re-decides retrieval from the saved `p_retrieve` and re-picks the answer among the saved candidates.
+    Short form re-decides retrieval from the saved `p_retrieve` and re-picks the answer among the saved candidates;
+    with `ndocs`, only the candidates of the first `ndocs` passages compete (passage candidates are saved in the
+    retriever's order and each is decoded on its own, so this is the choice a run with that `ndocs` would make).
     Long form re-ranks the saved final beams (the search itself is not repeated, so beams pruned during the original
     search cannot come back).
 
@@ -116,6 +138,8 @@ def rerank(
             )
             return prediction_to_json(prediction, weights)
         candidates = tuple(candidate_from_json(c) for c in row["candidates"])
+        if ndocs is not None:
+            candidates = first_passages(candidates, ndocs)
         retrieved = row["retrieved"]
         if threshold is not None and mode is None:
             mode = "adaptive"

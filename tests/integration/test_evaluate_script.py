@@ -168,6 +168,10 @@ def test_sweep_writes_tables_and_plots(runs, tmp_path):
     reflection = json.loads((out / "reflection.json").read_text())
     assert {k: reflection[k] for k in metrics["reflection"]} == metrics["reflection"]
     assert (out / "reliability.png").stat().st_size > 1000
+    # ndocs sweep: 1..the run's ndocs (2); with every saved passage competing it is the run's own choice
+    ndocs = json.loads((out / "ndocs_sweep.json").read_text())
+    assert [p["ndocs"] for p in ndocs["points"]] == [1, 2]
+    assert ndocs["points"][-1]["match"] == metrics["match"]
 
     proc = run_script("sweep", f"run={runs['no_retrieval']}", f"output_dir={tmp_path / 'x'}", check=False)
     assert proc.returncode == 2 and "method=selfrag run" in proc.stderr

@@ -78,6 +78,8 @@ def test_reflection_block_by_hand():
                                         "without_passages": 0.0}
     assert usefulness["[0.2, 0.4)"]["with_passages"] == 0.0 and usefulness["[0.2, 0.4)"]["without_passages"] == 1.0
     assert usefulness["[0.0, 0.2)"]["n"] == 0
+    # among passages: a picks Paris (= its first passage), b picks Munich (= its first passage): 1 of 2 either way
+    assert (block["passage_pick_n"], block["passage_pick_reflection"], block["passage_pick_first"]) == (2, 0.5, 0.5)
     text = reflection_markdown(block)
     assert "| chosen / oracle | 0.500 |" in text and "| [0.8, 1.0] | 1 | 100.0% | 0.0% |" in text
 
@@ -87,3 +89,30 @@ def test_reflection_block_without_the_no_retrieval_path_has_no_usefulness_table(
              "candidates": [cand("Paris", "Paris.", rel=0.9, sup=0.9)]}]
     block = reflection_diagnostics(get_task("popqa"), rows, {"a": ("Paris",)}, {"a": {"match": 1.0}}, WEIGHTS)
     assert block["retrieval_usefulness"] is None and block["isrel_auroc"] is None  # one class only
+
+
+def test_passage_choice_against_the_retrievers_order():
+    # c: first passage Lyon (wrong), IsRel picks Paris (right); e: first passage Rome (right), IsRel picks Milan
+    # (wrong); f: first passage Bern (right) and picked; h: like c; g: no passage candidate, left out
+    rows = [
+        {"id": "c", "question": "q", "answer": "Paris", "retrieved": True, "p_retrieve": 0.9, "options": None,
+         "candidates": [cand("Lyon", "Lyon.", rel=0.1), cand("Paris", "Paris.", rel=0.8)]},
+        {"id": "e", "question": "q", "answer": "Milan", "retrieved": True, "p_retrieve": 0.9, "options": None,
+         "candidates": [cand("Rome", "Rome.", rel=0.3), cand("Milan", "Milan.", rel=0.7)]},
+        {"id": "f", "question": "q", "answer": "Bern", "retrieved": True, "p_retrieve": 0.9, "options": None,
+         "candidates": [cand("Bern", "Bern.", rel=0.9), cand("Basel", "Basel.", rel=0.2)]},
+        {"id": "h", "question": "q", "answer": "Kyiv", "retrieved": True, "p_retrieve": 0.9, "options": None,
+         "candidates": [cand("Lviv", "Lviv.", rel=0.4), cand("Kyiv", "Kyiv.", rel=0.6)]},
+        {"id": "g", "question": "q", "answer": "Oslo", "retrieved": False, "p_retrieve": 0.1, "options": None,
+         "candidates": [cand("Oslo")]},
+    ]
+    golds = {"c": ("Paris",), "e": ("Rome",), "f": ("Bern",), "h": ("Kyiv",), "g": ("Oslo",)}
+    per_question = {"c": {"match": 1.0}, "e": {"match": 0.0}, "f": {"match": 1.0}, "h": {"match": 1.0},
+                    "g": {"match": 1.0}}
+    block = reflection_diagnostics(get_task("popqa"), rows, golds, per_question, WEIGHTS)
+    assert block["passage_pick_n"] == 4
+    assert block["passage_pick_reflection"] == 0.75  # c, f, h
+    assert block["passage_pick_first"] == 0.5  # e, f
+    text = reflection_markdown(block)
+    assert "| among passages (n=4): the weights' pick right | 75.0% |" in text
+    assert "| among passages: the retriever's first passage's candidate right | 50.0% |" in text

@@ -18,6 +18,8 @@ import pytest
 from eval.sweeps import (
     RerankScorer,
     check_sweepable,
+    ndocs_sweep,
+    ndocs_table,
     plot_threshold_sweep,
     plot_weight_grid,
     threshold_range,
@@ -96,6 +98,20 @@ def test_weight_grid_with_a_threshold_re_decides_retrieval(scorer):
     points = weight_grid(scorer, [1.0], [0.0], [0.0, 0.5], threshold=0.5)
     assert [p.value("match") for p in points] == pytest.approx([2 / 3, 1.0])
     assert [p.retrieval_rate for p in points] == pytest.approx([2 / 3, 2 / 3])
+
+
+def test_ndocs_sweep_lets_only_the_first_passages_compete(scorer):
+    # IsRel alone decides. ndocs=1: each question's first passage (paris right, red wrong, seven right);
+    # ndocs=2: q3's eight (rel 0.7) beats seven (0.5), q1 and q2 keep their first passage.
+    points = ndocs_sweep(scorer, [1, 2, 5], RewardWeights(1.0, 0.0, 0.0, use_seqscore=False))
+    assert [p.value("match") for p in points] == pytest.approx([2 / 3, 1 / 3, 1 / 3])
+    assert [p.ndocs for p in points] == [1, 2, 5] and all(p.retrieval_rate == 1.0 for p in points)
+    assert points[0].as_json()["ndocs"] == 1
+    assert "Best match: 0.6667 with the first 1 passage(s) competing." in ndocs_table(points, "match")
+    # The no-retrieval candidate is kept: re-thresholding still works on a cut run.
+    assert scorer.point(RewardWeights(), threshold=0.95, ndocs=1).value("match") == pytest.approx(1 / 3)
+    with pytest.raises(InputError, match="at least 1"):
+        ndocs_sweep(scorer, [0, 1], RewardWeights())
 
 
 def test_threshold_range_includes_both_ends():
