@@ -5,8 +5,8 @@
 #                                                 questions of every run)
 #   SPLIT=dev bash scripts/reproduce_results.sh  (the same on the dev splits: what decoding defaults are chosen on)
 # Every method retrieves live with BM25 over the embedded corpus (data/corpus) and decodes with the vLLM CPU build
-# (BACKEND=hf works too, slower). Runs, each on the same questions, passages (top ndocs: 10 for PopQA, 5 for ARC) and
-# token budget:
+# (BACKEND=hf works too, slower). Runs, each on the same questions, passages (top ndocs: 2 for PopQA, chosen on its
+# dev split; 5 for ARC) and token budget:
 #   selfrag             the embedded Self-RAG generator, every path decoded (score_all_paths) for the sweeps
 #   base_no_retrieval   the untrained instruct base (its chat template), no passages
 #   base_standard_rag   the untrained instruct base given the ndocs passages in its chat template
