@@ -90,25 +90,21 @@ def _right(task: Task, row: Mapping[str, Any], answer: str, gold: Any) -> bool:
     return isinstance(score, (int, float)) and score >= 0.5
 
 
-def _path_scores(task: Task, row: Mapping[str, Any], gold: Any, weights: RewardWeights) -> tuple[bool, bool] | None:
-    """(right with passages, right without) for a row where both paths were decoded, else None."""
-    candidates = row.get("candidates") or []
-    if not any(c["passage_id"] is not None for c in candidates) or all(c["passage_id"] is not None
-                                                                          for c in candidates):
-        return None
-    with_passages = rerank(dict(row), weights, mode="always")["answer"]
-    without = rerank(dict(row), weights, mode="never")["answer"]
-    return _right(task, row, with_passages, gold), _right(task, row, without, gold)
-
-
 def _passage_picks(task: Task, row: Mapping[str, Any], gold: Any, weights: RewardWeights) -> tuple[bool, bool] | None:
-    """(right: the weights' pick among the passage candidates, right: the first passage's candidate) for a row with
-    passage candidates, else None."""
+    """(right: the weights' pick among the passage candidates (`mode=always`), right: the first passage's candidate)
+    for a row with passage candidates, else None."""
     first = next((c for c in row.get("candidates") or [] if c["passage_id"] is not None), None)
     if first is None:
         return None
     picked = rerank(dict(row), weights, mode="always")["answer"]
     return _right(task, row, picked, gold), _right(task, row, first["answer"], gold)
+
+
+def _right_without_passages(task: Task, row: Mapping[str, Any], gold: Any, weights: RewardWeights) -> bool | None:
+    """Right: the answer without passages (`mode=never`), for a row where that path was decoded, else None."""
+    if all(c["passage_id"] is not None for c in row.get("candidates") or []):
+        return None
+    return _right(task, row, rerank(dict(row), weights, mode="never")["answer"], gold)
 
 
 def reflection_diagnostics(
@@ -155,9 +151,10 @@ def reflection_diagnostics(
         picks = _passage_picks(task, row, gold, weights)
         if picks is not None:
             passage_picks.append(picks)
-        both = _path_scores(task, row, gold, weights)
-        if both is not None:
-            paths.append((float(row["p_retrieve"]), *both))
+            # Retrieval usefulness: both paths decoded; the with-passages answer is the pick above.
+            without = _right_without_passages(task, row, gold, weights)
+            if without is not None:
+                paths.append((float(row["p_retrieve"]), picks[0], without))
     n = len(rows)
     oracle_rate = oracle / n if n else None
     chosen_mean = sum(chosen) / n if n else None

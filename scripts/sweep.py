@@ -87,7 +87,7 @@ def run(cfg: DictConfig) -> Path:
         plot_reliability(block, output_dir / "reliability.png", title=title)
         points = threshold_sweep(scorer, thresholds, weights)
         table = threshold_table(points, metric)
-        best = max(points, key=lambda p: p.value(metric))
+        best = best_point(points, metric)
         _write(output_dir, "threshold_sweep", {**header, "weights": points[0].as_json() | {"threshold": None},
                                                "best": best.as_json(), "points": [p.as_json() for p in points]},
                f"# Threshold sweep: {title}\n\n{table}")
@@ -106,7 +106,7 @@ def run(cfg: DictConfig) -> Path:
     points = weight_grid(scorer, grid["w_rel"], grid["w_sup"], grid["w_use"], use_seqscore=grid_seqscore,
                          threshold=grid_threshold)
     table = weight_table(points, metric)
-    best = max(points, key=lambda p: p.value(metric))
+    best = best_point(points, metric)
     _write(output_dir, "weight_grid", {**header, "threshold": grid_threshold, "best": best.as_json(),
                                        "points": [p.as_json() for p in points]},
            f"# Reward-weight grid: {title}\n\nRetrieval decisions: "
