@@ -94,6 +94,7 @@ def run(cfg: DictConfig) -> Path:
               "reflection_weight": data["reflection_weight"],
               "supervise_close": bool(data.get("supervise_paragraph_close", True)),
               "prompt_style": data.get("prompt_style") or "selfrag",
+              "supervise_irrelevant_answers": bool(data.get("supervise_irrelevant_answers", True)),
               "cache_dir": output_dir / "data_cache"}
     with state.main_process_first():  # tokenised once, loaded from the cache by the other processes
         train_data, train_stats = load_sft_dataset(files.train, tokenizer, **encode)

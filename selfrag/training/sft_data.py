@@ -80,11 +80,12 @@ def load_training_tokenizer(base_model_dir: str | os.PathLike[str]) -> Any:
     return tokenizer
 
 
-def _special_ids(tokenizer: Any) -> tuple[int | None, int | None, frozenset[int]]:
-    """(<paragraph> id, </paragraph> id, ids of all reflection tokens the tokenizer has); None where absent."""
+def _special_ids(tokenizer: Any) -> tuple[int | None, int | None, frozenset[int], int | None]:
+    """(<paragraph> id, </paragraph> id, ids of all reflection tokens the tokenizer has, [Irrelevant] id); None where
+    absent."""
     vocab = tokenizer.get_vocab()
     reflection = frozenset(vocab[t] for t in T.REFLECTION_TOKENS if t in vocab)
-    return vocab.get(T.PARAGRAPH_OPEN), vocab.get(T.PARAGRAPH_CLOSE), reflection
+    return vocab.get(T.PARAGRAPH_OPEN), vocab.get(T.PARAGRAPH_CLOSE), reflection, vocab.get(T.IRRELEVANT)
 
 
 def prompt_text(tokenizer: Any, style: str, instruction: str, input_text: str = "") -> str:
@@ -110,7 +111,13 @@ def _prompt_ids(tokenizer: Any, prompt: str, *, add_special_tokens: bool = True)
 
 
 def supervised_target_mask(
-    target_ids: Sequence[int], open_id: int | None, close_id: int | None, *, supervise_close: bool = True
+    target_ids: Sequence[int],
+    open_id: int | None,
+    close_id: int | None,
+    *,
+    supervise_close: bool = True,
+    irrelevant_id: int | None = None,
+    reflection_ids: frozenset[int] = frozenset(),
 ) -> list[bool]:
     """For each target token, whether it is trained on: False inside every `<paragraph>...</paragraph>` span.
 
@@ -120,10 +127,22 @@ def supervised_target_mask(
     itself, and the only context it is ever predicted from is passage text, so a small model trained on it learns
     "after some text comes `</paragraph>`" and writes stray markers inside its answers. The token after it (IsRel)
     stays supervised either way. A span without its `</paragraph>` is masked to the end.
+
+    With `irrelevant_id` (the `[Irrelevant]` token's id), the text after each `[Irrelevant]` up to the next reflection
+    token or `<paragraph>` (`reflection_ids`; to the end where none follows) is masked as well: the passage just
+    judged irrelevant cannot support that answer, so training on it teaches the model to answer from memory beside a
+    passage. `[Irrelevant]` itself and the token that ends the answer stay supervised.
     """
     mask = []
     inside = False
+    after_irrelevant = False
     for token in target_ids:
+        if after_irrelevant:
+            if token in reflection_ids or token == open_id:
+                after_irrelevant = False
+            else:
+                mask.append(False)
+                continue
         if inside:
             if token == close_id:
                 inside = False
@@ -134,6 +153,8 @@ def supervised_target_mask(
             mask.append(True)
             if token == open_id:
                 inside = True
+            elif irrelevant_id is not None and token == irrelevant_id:
+                after_irrelevant = True
     return mask
 
 
@@ -147,11 +168,12 @@ def _encode(
     overflow: str,
     reflection_weight: float | None,
     supervise_close: bool,
-    special: tuple[int | None, int | None, frozenset[int]],
+    special: tuple[int | None, int | None, frozenset[int], int | None],
     prompt_style: str = "selfrag",
+    supervise_irrelevant_answers: bool = True,
 ) -> tuple[str, dict[str, list] | None]:
     """Encode one row; return (outcome, example or None). See `tokenize_example` for the contract."""
-    open_id, close_id, reflection_ids = special
+    open_id, close_id, reflection_ids, irrelevant_id = special
     if open_id is None and T.PARAGRAPH_OPEN in output:
         raise InputError(
             f"an output contains {T.PARAGRAPH_OPEN} but the tokenizer has no reflection tokens, so passages cannot be "
@@ -163,7 +185,10 @@ def _encode(
                          add_special_tokens=prompt_style != "chat")
     # Tokenised apart from the prompt and concatenated, so the prompt/target boundary is exact by construction.
     target = list(tokenizer(output, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
-    supervised = supervised_target_mask(target, open_id, close_id, supervise_close=supervise_close)
+    supervised = supervised_target_mask(
+        target, open_id, close_id, supervise_close=supervise_close, reflection_ids=reflection_ids,
+        irrelevant_id=None if supervise_irrelevant_answers else irrelevant_id,
+    )
     if not any(supervised):
         return _UNSUPERVISED, None
     input_ids = prompt + target
@@ -196,13 +221,15 @@ def tokenize_example(
     reflection_weight: float | None = None,
     supervise_close: bool = True,
     prompt_style: str = "selfrag",
+    supervise_irrelevant_answers: bool = True,
 ) -> dict[str, list] | None:
     """Token ids and labels of one SFT example, or None when it cannot be trained on.
 
     Returns `{"input_ids", "labels"}` (plus `"loss_weights"` when `reflection_weight` is set: that weight at
     supervised reflection-token positions, 1.0 at other supervised positions, 0.0 where the label is -100). Labels are
     the token ids themselves (not shifted); -100 marks the prompt and the passage contents (and each `</paragraph>`
-    unless `supervise_close`; see `supervised_target_mask`).
+    unless `supervise_close`, and each answer after `[Irrelevant]` unless `supervise_irrelevant_answers`; see
+    `supervised_target_mask`).
 
     Returns None for a row with no supervised token, and for a row longer than `max_length` when
     `overflow="drop"` or when truncating it (from the right) leaves nothing supervised.
@@ -212,7 +239,7 @@ def tokenize_example(
     _, example = _encode(
         tokenizer, instruction, input_text, output, max_length=max_length, overflow=overflow,
         reflection_weight=reflection_weight, supervise_close=supervise_close, special=_special_ids(tokenizer),
-        prompt_style=prompt_style,
+        prompt_style=prompt_style, supervise_irrelevant_answers=supervise_irrelevant_answers,
     )
     return example
 
@@ -292,6 +319,7 @@ def _encode_batch(
     reflection_weight: float | None,
     supervise_close: bool,
     prompt_style: str = "selfrag",
+    supervise_irrelevant_answers: bool = True,
 ) -> dict[str, list]:
     """datasets.map worker: encode a batch; dropped rows keep their place (empty) so outcomes can be counted."""
     special = _special_ids(tokenizer)
@@ -304,7 +332,7 @@ def _encode_batch(
         status, example = _encode(
             tokenizer, instruction, input_text, output, max_length=max_length, overflow=overflow,
             reflection_weight=reflection_weight, supervise_close=supervise_close, special=special,
-            prompt_style=prompt_style,
+            prompt_style=prompt_style, supervise_irrelevant_answers=supervise_irrelevant_answers,
         )
         example = example or {"input_ids": [], "labels": [], "loss_weights": []}
         # Position 0 is never predicted (labels are shifted in the loss), so counts start at 1.
@@ -331,6 +359,7 @@ def load_sft_dataset(
     reflection_weight: float | None = None,
     supervise_close: bool = True,
     prompt_style: str = "selfrag",
+    supervise_irrelevant_answers: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     num_proc: int = 1,
 ) -> tuple[datasets.Dataset, SFTStats]:
@@ -371,6 +400,8 @@ def load_sft_dataset(
         settings["supervise_close"] = False
     if prompt_style != "selfrag":  # likewise
         settings["prompt_style"] = prompt_style
+    if not supervise_irrelevant_answers:  # likewise
+        settings["supervise_irrelevant_answers"] = False
     key = _cache_key(paths, tokenizer, settings)
     target = Path(cache_dir) / f"sft-{key}" if cache_dir is not None else None
     if target is not None and (target / "sft_stats.json").is_file():
@@ -398,7 +429,7 @@ def load_sft_dataset(
         features=datasets.Features(features),
         fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "overflow": overflow,
                    "reflection_weight": reflection_weight, "supervise_close": supervise_close,
-                   "prompt_style": prompt_style},
+                   "prompt_style": prompt_style, "supervise_irrelevant_answers": supervise_irrelevant_answers},
         num_proc=num_proc if num_proc > 1 else None,
         # Our own key: datasets would otherwise try (slowly, sometimes in vain) to hash the tokenizer itself.
         new_fingerprint=f"sft-encode-{key}",

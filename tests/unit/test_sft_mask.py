@@ -104,6 +104,28 @@ def test_close_marker_can_be_masked_with_the_passage(tokenizer):
         True, True, False, False, False, True, True, False, False, True]
 
 
+def test_answers_after_irrelevant_can_be_masked(tokenizer):
+    """supervise_irrelevant_answers=False: the text after each `[Irrelevant]` is masked up to the next reflection token;
+    `[Irrelevant]`, that token and everything after it stay trained (answers after `[Relevant]` too)."""
+    example = tokenize_example(tokenizer, INSTRUCTION, "", THREE_SPANS, max_length=512,
+                               supervise_irrelevant_answers=False)
+    target = list(THREE_SPANS_LABELS)
+    start = target.index("[Irrelevant]") + 1
+    target[start:target.index("[No support / Contradictory]")] = [X] * 5  # "she is from paris ."
+    assert example["labels"] == [-100] * len(PROMPT) + _ids(tokenizer, target)
+    # Hand-worked on raw ids (1/2 = <paragraph>/</paragraph>, 4 = [Irrelevant], 6 and 9 = other reflection tokens):
+    # the answer 7 7 after 4 is masked up to 6; an answer running to the end of the output is masked to the end;
+    # a new passage after [Irrelevant] ends the masked run and is masked as a passage.
+    kwargs = {"open_id": 1, "close_id": 2, "irrelevant_id": 4, "reflection_ids": frozenset({4, 6, 9})}
+    assert supervised_target_mask([1, 5, 2, 4, 7, 7, 6, 8, 9], **kwargs) == [
+        True, False, True, True, False, False, True, True, True]
+    assert supervised_target_mask([1, 5, 2, 4, 7, 7], **kwargs) == [True, False, True, True, False, False]
+    assert supervised_target_mask([4, 7, 1, 5, 2, 8], **kwargs) == [True, False, True, False, True, True]
+    # Without irrelevant_id nothing changes (the default: the released data's choice).
+    assert supervised_target_mask([1, 5, 2, 4, 7, 7, 6], open_id=1, close_id=2) == [
+        True, False, True, True, True, True, True]
+
+
 def test_loss_weights_on_reflection_tokens(tokenizer):
     example = tokenize_example(tokenizer, INSTRUCTION, "", TWO_SPANS, max_length=512, reflection_weight=2.0)
     expected = [0.0] * len(PROMPT) + [0.0 if t is None else (2.0 if t in REFLECTION else 1.0) for t in TWO_SPANS_LABELS]
@@ -165,6 +187,13 @@ def test_load_sft_dataset_counts_and_caches(tokenizer, tmp_path):
                                             cache_dir=tmp_path / "cache")
     assert closed_stats.supervised_tokens == stats.supervised_tokens - 2
     assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 3
+    # Masking the answers after `[Irrelevant]` is another entry (at a limit that keeps TWO_SPANS whole): it loses the
+    # five tokens of "she is from paris ." and nothing else.
+    whole, whole_stats = load_sft_dataset(data, tokenizer, max_length=64, cache_dir=tmp_path / "cache")
+    masked, masked_stats = load_sft_dataset(data, tokenizer, max_length=64, supervise_irrelevant_answers=False,
+                                            cache_dir=tmp_path / "cache")
+    assert masked_stats.supervised_tokens == whole_stats.supervised_tokens - 5
+    assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) == 5
 
 
 def test_missing_key_names_file_and_line(tokenizer, tmp_path):
