@@ -27,8 +27,11 @@ from selfrag.models.packaged import cache_root
 from selfrag.training.config import TrainConfig
 
 #: Config fields that may change between a run and its resumption (they do not change the weights).
+# Settings that do not change the weights a run ends with, so a resume may change them: bookkeeping, and
+# gradient checkpointing (it recomputes the same forward, dropout masks included, to save memory: a run that ran out of
+# memory resumes with it on).
 _RESUMABLE_CHANGES = ("save_every_steps", "keep_checkpoints", "log_every_steps", "eval_every_steps", "snapshot_steps",
-                      "resume")
+                      "resume", "gradient_checkpointing")
 
 _STATE_FILE = "trainer_state.json"
 _RUN_FILE = "train_run.json"
@@ -130,6 +133,8 @@ def check_or_write_run(output_dir: Path, settings: dict[str, Any], resuming: boo
     path = output_dir / _RUN_FILE
     if resuming and path.is_file():
         previous = json.loads(path.read_text())
+        # A file written before a setting joined _RESUMABLE_CHANGES still records it: compare without it.
+        previous["config"] = {k: v for k, v in previous.get("config", {}).items() if k not in _RESUMABLE_CHANGES}
         if previous != settings:
             old, new = previous.get("config", {}), settings["config"]
             changed = sorted(k for k in new if old.get(k) != new[k])

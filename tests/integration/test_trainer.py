@@ -3,6 +3,7 @@ the supervised-positions loss equals the HF loss, and a merged adapter gives the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -267,6 +268,32 @@ def test_resumed_run_ends_with_identical_weights(finetune, bases, data_file, tmp
     # A finished run is not redone.
     again = train(base, dataset, config, output_dir=tmp_path / "resumed", progress=False)
     assert again.stats == resumed.stats
+
+
+def test_resume_may_turn_on_gradient_checkpointing(bases, data_file, tmp_path, monkeypatch):
+    """A run that ran out of memory resumes with gradient checkpointing: the same forward is recomputed (dropout masks
+    included), so it ends with the weights of the straight run."""
+    base = bases["untied"]
+    dataset = _dataset(base, data_file)
+    config = _config(finetune="lora", learning_rate=5e-3, max_steps=4, save_every_steps=2, lora_dropout=0.2)
+    straight = train(base, dataset, config, output_dir=tmp_path / "straight", progress=False)
+    save = trainer_module.save_checkpoint
+
+    def save_then_crash(accelerator, root, step, *args):
+        save(accelerator, root, step, *args)
+        raise _Crash(f"killed after checkpoint {step}")
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_crash)
+    with pytest.raises(_Crash):
+        train(base, dataset, config, output_dir=tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save)
+    resumed = train(base, dataset, dataclasses.replace(config, gradient_checkpointing=True),
+                    output_dir=tmp_path / "resumed", progress=False)
+    assert resumed.stats["resumed_from_step"] == 2
+    expected = load_file(str(straight.final_dir / "adapter_model.safetensors"))
+    got = load_file(str(resumed.final_dir / "adapter_model.safetensors"))
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
 
 
 def test_resume_refuses_other_settings(bases, data_file, tmp_path):
