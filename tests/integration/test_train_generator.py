@@ -183,7 +183,7 @@ def test_generator_config_composes_for_each_finetune_and_data_choice(compose_gen
     assert config.finetune == "lora" and config.learning_rate == pytest.approx(2e-4)
     assert data == {"train": str(ROOT / "artifacts/generator-data/train.jsonl"), "dev": None, "dev_fraction": 0.05,
                     "strip_reflection": False, "reflection_weight": None, "supervise_paragraph_close": False,
-                    "prompt_style": "selfrag", "overflow": "truncate"}
+                    "supervise_irrelevant_answers": True, "prompt_style": "selfrag", "overflow": "truncate"}
     assert cfg.export_dir is None and str(cfg.output_dir).startswith("outputs/train_generator/")
 
     _, _, config, _ = dry_start("finetune=full")
