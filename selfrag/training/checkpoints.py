@@ -26,10 +26,9 @@ from selfrag.models.adapters import ADAPTER_INFO
 from selfrag.models.packaged import cache_root
 from selfrag.training.config import TrainConfig
 
-#: Config fields that may change between a run and its resumption (they do not change the weights).
-# Settings that do not change the weights a run ends with, so a resume may change them: bookkeeping, and
-# gradient checkpointing (it recomputes the same forward, dropout masks included, to save memory: a run that ran out of
-# memory resumes with it on).
+#: Config fields that may change between a run and its resumption (they do not change the weights): bookkeeping, and
+#: gradient checkpointing (it recomputes the same forward, dropout masks included: a run that ran out of memory
+#: resumes with it on).
 _RESUMABLE_CHANGES = ("save_every_steps", "keep_checkpoints", "log_every_steps", "eval_every_steps", "snapshot_steps",
                       "resume", "gradient_checkpointing")
 

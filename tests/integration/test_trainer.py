@@ -237,14 +237,8 @@ class _Crash(RuntimeError):
     pass
 
 
-@pytest.mark.parametrize("finetune", ["lora", "full"])
-def test_resumed_run_ends_with_identical_weights(finetune, bases, data_file, tmp_path, monkeypatch):
-    base = bases["tied"] if finetune == "full" else bases["untied"]
-    dataset = _dataset(base, data_file)
-    # 3 steps per epoch: the crash at step 2 resumes mid-epoch and the run then crosses into epoch 1.
-    config = _config(finetune=finetune, learning_rate=5e-3, max_steps=4, save_every_steps=2, lora_dropout=0.2)
-    straight = train(base, dataset, config, output_dir=tmp_path / "straight", progress=False)
-
+def _crash_after_first_checkpoint(base, dataset, config, output_dir, monkeypatch):
+    """Run `config` into `output_dir` until it has written its first checkpoint, then crash it there."""
     save = trainer_module.save_checkpoint
 
     def save_then_crash(accelerator, root, step, *args):
@@ -253,8 +247,18 @@ def test_resumed_run_ends_with_identical_weights(finetune, bases, data_file, tmp
 
     monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_crash)
     with pytest.raises(_Crash):
-        train(base, dataset, config, output_dir=tmp_path / "resumed", progress=False)
+        train(base, dataset, config, output_dir=output_dir, progress=False)
     monkeypatch.setattr(trainer_module, "save_checkpoint", save)
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_resumed_run_ends_with_identical_weights(finetune, bases, data_file, tmp_path, monkeypatch):
+    base = bases["tied"] if finetune == "full" else bases["untied"]
+    dataset = _dataset(base, data_file)
+    # 3 steps per epoch: the crash at step 2 resumes mid-epoch and the run then crosses into epoch 1.
+    config = _config(finetune=finetune, learning_rate=5e-3, max_steps=4, save_every_steps=2, lora_dropout=0.2)
+    straight = train(base, dataset, config, output_dir=tmp_path / "straight", progress=False)
+    _crash_after_first_checkpoint(base, dataset, config, tmp_path / "resumed", monkeypatch)
     resumed = train(base, dataset, config, output_dir=tmp_path / "resumed", progress=False)
 
     assert resumed.stats["resumed_from_step"] == 2 and straight.stats["resumed_from_step"] == 0
@@ -277,16 +281,7 @@ def test_resume_may_turn_on_gradient_checkpointing(bases, data_file, tmp_path, m
     dataset = _dataset(base, data_file)
     config = _config(finetune="lora", learning_rate=5e-3, max_steps=4, save_every_steps=2, lora_dropout=0.2)
     straight = train(base, dataset, config, output_dir=tmp_path / "straight", progress=False)
-    save = trainer_module.save_checkpoint
-
-    def save_then_crash(accelerator, root, step, *args):
-        save(accelerator, root, step, *args)
-        raise _Crash(f"killed after checkpoint {step}")
-
-    monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_crash)
-    with pytest.raises(_Crash):
-        train(base, dataset, config, output_dir=tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(trainer_module, "save_checkpoint", save)
+    _crash_after_first_checkpoint(base, dataset, config, tmp_path / "resumed", monkeypatch)
     resumed = train(base, dataset, dataclasses.replace(config, gradient_checkpointing=True),
                     output_dir=tmp_path / "resumed", progress=False)
     assert resumed.stats["resumed_from_step"] == 2
