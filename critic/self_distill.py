@@ -30,6 +30,11 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _MARKUP = re.compile(r"[\[\]<>]")
 
 
+def split_sentences(text: str) -> list[str]:
+    """`text` split at each sentence end (. ! or ? followed by whitespace), the rule the distilled data was cut by."""
+    return _SENTENCE_END.split(text.strip())
+
+
 @dataclass(frozen=True)
 class RelevantRow:
     """A single-segment `[Relevant]` row, parsed.
@@ -62,7 +67,7 @@ def base_answer(generated: str, reference: str, *, max_sentences: int = 2) -> st
     """The base's answer cut after its first sentence that contains `reference` (case-insensitive), or None when none
     of its first `max_sentences` sentences does, or the kept text carries brackets or angle brackets. Sentences end
     at `.`, `!` or `?` followed by whitespace; the kept ones are joined by one space."""
-    sentences = _SENTENCE_END.split(generated.strip())
+    sentences = split_sentences(generated)
     for count, sentence in enumerate(sentences[:max_sentences], start=1):
         if reference.lower() in sentence.lower():
             kept = " ".join(sentences[:count]).strip()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from critic.self_distill import base_answer, relevant_row, with_answer
+from critic.self_distill import base_answer, relevant_row, split_sentences, with_answer
 from critic.truth import is_rejected_variant
 
 ROW = ("[Retrieval]<paragraph>Edwin Wallock\nEdwin Wallock was an American actor of the silent film era."
@@ -35,6 +35,12 @@ def test_base_answer_cuts_after_first_sentence_holding_the_reference():
     assert base_answer("He was born in Iowa. Wallock was an actor.", "actor", max_sentences=1) is None
     assert base_answer("Wallock was a singer.", "actor") is None
     assert base_answer("", "actor") is None
+
+
+def test_split_sentences_cuts_only_at_an_end_mark_followed_by_whitespace():
+    assert split_sentences("  He acts. She sings!  Who knows? 3.5 m tall  ") == [
+        "He acts.", "She sings!", "Who knows?", "3.5 m tall"]
+    assert split_sentences("Born in St.Louis") == ["Born in St.Louis"]
 
 
 def test_base_answer_refuses_markup():
