@@ -63,13 +63,22 @@ def relevant_row(output: str) -> RelevantRow | None:
     return RelevantRow(passage_of(segment.passage), segment.text.strip(), parsed)
 
 
-def base_answer(generated: str, reference: str, *, max_sentences: int = 2) -> str | None:
+def base_answer(
+    generated: str, reference: str, *, max_sentences: int = 2, whole: bool = False, cut_off: bool = False
+) -> str | None:
     """The base's answer cut after its first sentence that contains `reference` (case-insensitive), or None when none
     of its first `max_sentences` sentences does, or the kept text carries brackets or angle brackets. Sentences end
-    at `.`, `!` or `?` followed by whitespace; the kept ones are joined by one space."""
+    at `.`, `!` or `?` followed by whitespace; the kept ones are joined by one space.
+
+    With `whole`, every sentence is kept once one of the first `max_sentences` holds `reference` (the base's own
+    text, at the cost of later sentences the passage may not support); when `cut_off` (generation hit its token
+    limit) the last sentence is unfinished and is dropped, unless it is the one holding `reference`.
+    """
     sentences = split_sentences(generated)
     for count, sentence in enumerate(sentences[:max_sentences], start=1):
         if reference.lower() in sentence.lower():
+            if whole:
+                count = max(count, len(sentences) - 1 if cut_off else len(sentences))
             kept = " ".join(sentences[:count]).strip()
             return None if _MARKUP.search(kept) else kept
     return None

@@ -2,11 +2,12 @@
 (critic/self_distill.py).
 
     python scripts/distill_answers.py output_dir=DIR [data_file=artifacts/generator-data/train.jsonl] \
-        [keep_rejected=false] [max_sentences=2] [backend=vllm|hf] [model=smollm2_135m_instruct]
+        [keep_rejected=false] [max_sentences=2] [whole_answer=false] [backend=vllm|hf] [model=smollm2_135m_instruct]
 
 For each row of one segment citing one `[Relevant]` passage, the base reads the passage in the standard-RAG prompt of
 its chat template (eval/baselines.rag_prompt: what `method=standard_rag` shows it) and answers greedily; the answer is
-kept, cut after its first sentence holding the row's answer, where one of its first `max_sentences` sentences does.
+kept, cut after its first sentence holding the row's answer, where one of its first `max_sentences` sentences does
+(`whole_answer=true`: all of it, less a last sentence cut off by `max_new_tokens`).
 Rows are otherwise copied unchanged; `keep_rejected=false` leaves out the rejected-passage variants (`{seed}/rejN`).
 Writes `DIR/train.jsonl` and `DIR/distill.json` (counts, seconds). Every input is checked before the model loads.
 """
@@ -53,6 +54,7 @@ def run(cfg: DictConfig) -> Path:
     rows = read_rows(str(config["data_file"]))
     keep_rejected = as_bool(config["keep_rejected"], "keep_rejected")
     max_sentences = as_int(config["max_sentences"], "max_sentences", minimum=1)
+    whole_answer = as_bool(config["whole_answer"], "whole_answer")
     max_new_tokens = as_int(config["max_new_tokens"], "max_new_tokens", minimum=1)
     spec = model_spec(config["model"])
     backend = dict(config["backend"])
@@ -82,7 +84,8 @@ def run(cfg: DictConfig) -> Path:
         rewritten = 0
         for (i, found), completion in zip(targets, completions):
             text = tokenizer.decode(completion.token_ids, skip_special_tokens=True)
-            answer = base_answer(text, found.answer, max_sentences=max_sentences)
+            cut_off = len(completion.token_ids) >= max_new_tokens
+            answer = base_answer(text, found.answer, max_sentences=max_sentences, whole=whole_answer, cut_off=cut_off)
             if answer is not None:
                 rows[i] = with_answer(rows[i], found, answer)
                 rewritten += 1
@@ -99,6 +102,7 @@ def run(cfg: DictConfig) -> Path:
             "seconds": round(seconds, 1),
             "prompt_style": formatter.style,
             "max_sentences": max_sentences,
+            "whole_answer": whole_answer,
         }
         write_text_atomic(out_dir / "distill.json", json.dumps(counts, indent=2) + "\n")
         print(json.dumps(counts, indent=2))

@@ -60,6 +60,7 @@ def test_distill_answers_rewrites_relevant_rows_it_can_and_drops_rejected(tiny_m
     assert (counts["rows"], counts["rejected_variants_left_out"], counts["relevant_rows"], counts["rewritten"]) == (
         2, 1, 1, 1)
     assert '"rewritten": 1' in proc.stdout
+    assert counts["whole_answer"] is False  # the shipped rule: cut after the first sentence holding the answer
 
     # an answer the base never writes: the row stays as it was; keep_rejected keeps the variant
     write_jsonl(data, _rows("zzzq"))

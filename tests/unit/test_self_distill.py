@@ -43,6 +43,17 @@ def test_split_sentences_cuts_only_at_an_end_mark_followed_by_whitespace():
     assert split_sentences("Born in St.Louis") == ["Born in St.Louis"]
 
 
+def test_base_answer_whole_keeps_every_sentence_but_a_cut_off_last_one():
+    text = "Wallock was an actor. He was born in Iowa. He died in"
+    assert base_answer(text, "actor", whole=True) == "Wallock was an actor. He was born in Iowa. He died in"
+    assert base_answer(text, "actor", whole=True, cut_off=True) == "Wallock was an actor. He was born in Iowa."
+    # the holding sentence is kept even when it is the unfinished one
+    assert base_answer("He was born in Iowa. Wallock was an act", "act", whole=True, cut_off=True) == (
+        "He was born in Iowa. Wallock was an act")
+    # the reference must still be in the first max_sentences sentences
+    assert base_answer("Born in Iowa. Died in Ohio. An actor.", "actor", max_sentences=2, whole=True) is None
+
+
 def test_base_answer_refuses_markup():
     assert base_answer("He was an actor [1].", "actor") is None
     assert base_answer("<paragraph>an actor", "actor") is None
