@@ -29,7 +29,7 @@ from selfrag.decoding.factory import build_selfrag
 from selfrag.io import read_jsonl
 from selfrag.models.loading import ModelSpec
 from selfrag.prompts import passage_block
-from selfrag.types import Passage
+from selfrag.types import Passage, Query
 
 
 def main() -> None:
@@ -60,8 +60,8 @@ def main() -> None:
     for row in base:
         doc = row["docs"][0]
         passage = Passage(id=str(doc["id"]), title=doc.get("title", ""), text=doc["text"])
-        prompts.append(codec.encode_prompt(decoder.prompt(row["question"]), add_special_tokens=False)
-                       + codec.encode(passage_block(passage)))
+        query = Query(id=str(row["id"]), question=row["question"], instruction=row["question"])
+        prompts.append(decoder.prompt_ids(query) + codec.encode(passage_block(passage)))
     for name, suffix in (("free", ()), ("forced_relevant", (codec.ids[T.RELEVANT],))):
         start = time.perf_counter()
         outputs = decoder.backend.generate([p + suffix for p in prompts], max_new_tokens=args.max_new_tokens,

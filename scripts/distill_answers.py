@@ -84,8 +84,8 @@ def run(cfg: DictConfig) -> Path:
         rewritten = 0
         for (i, found), completion in zip(targets, completions):
             text = tokenizer.decode(completion.token_ids, skip_special_tokens=True)
-            cut_off = len(completion.token_ids) >= max_new_tokens
-            answer = base_answer(text, found.answer, max_sentences=max_sentences, whole=whole_answer, cut_off=cut_off)
+            answer = base_answer(text, found.answer, max_sentences=max_sentences, whole=whole_answer,
+                                 cut_off=not completion.stopped)
             if answer is not None:
                 rows[i] = with_answer(rows[i], found, answer)
                 rewritten += 1
