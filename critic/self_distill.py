@@ -9,18 +9,21 @@ learns the reflection tokens around answers it already writes, and stays close t
 Only rows of one segment citing one `[Relevant]` passage are rewritten (the others have no passage to read or no
 answer in it); the answer kept is the base's text up to the first sentence that contains the row's answer, at most
 `max_sentences` sentences, so no later unsupported sentence rides along under `[Fully supported]`. The pure parts
-live here; `scripts/distill_answers.py` runs the base model.
+and the resumable generation loop (`generate_resumably`) live here; `scripts/distill_answers.py` loads the base model.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from critic.released import AnnotatedOutput, parse_output, passage_of
 from selfrag import tokens as T
+from selfrag.decoding.backend import Backend
+from selfrag.io import append_jsonl, iter_jsonl, read_done_ids
 from selfrag.types import Passage
 
 # A sentence ends at . ! or ? followed by whitespace. Deliberately simple (pysbd, critic/segments.py, keeps "Jr." in
@@ -88,3 +91,27 @@ def with_answer(row: Mapping[str, Any], found: RelevantRow, answer: str) -> dict
     """A copy of `row` whose answer text is `answer` (tokens and passage unchanged), marked `answer_source: base`."""
     segment = replace(found.parsed.segments[0], text=answer)
     return {**row, "output": replace(found.parsed, segments=(segment,)).compose(), "answer_source": "base"}
+
+
+def generate_resumably(open_engine: Callable[[], Backend], prompts: dict[str, list[int]], path: Path, *,
+                       save_every: int, max_new_tokens: int, stop_token_ids: list[int]) -> dict[str, dict]:
+    """The greedy answer to every prompt (by row id), generating only those not already in `path`.
+
+    The engine is opened only when something is left to generate. Each batch of `save_every` prompts is appended to
+    `path` ({id, token_ids, stopped}) as soon as it is generated, so a crash loses at most one batch. Returns the
+    generations in `path` of the ids in `prompts`.
+    """
+    done = read_done_ids(path)
+    todo = [row_id for row_id in prompts if row_id not in done]
+    if todo:
+        engine = open_engine()
+        try:
+            for start in range(0, len(todo), save_every):
+                batch = todo[start:start + save_every]
+                completions = engine.generate([prompts[row_id] for row_id in batch], max_new_tokens=max_new_tokens,
+                                              stop_token_ids=stop_token_ids)
+                append_jsonl(path, ({"id": row_id, "token_ids": list(c.token_ids), "stopped": c.stopped}
+                                    for row_id, c in zip(batch, completions)))
+        finally:
+            engine.close()
+    return {row["id"]: row for _, row in iter_jsonl(path) if row["id"] in prompts}

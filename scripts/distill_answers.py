@@ -10,6 +10,11 @@ kept, cut after its first sentence holding the row's answer, where one of its fi
 (`whole_answer=true`: all of it, less a last sentence cut off by `max_new_tokens`).
 Rows are otherwise copied unchanged; `keep_rejected=false` leaves out the rejected-passage variants (`{seed}/rejN`).
 Writes `DIR/train.jsonl` and `DIR/distill.json` (counts, seconds). Every input is checked before the model loads.
+
+Resumable: the base's raw answers go to `DIR/generations.jsonl` every `save_every` prompts, so a run killed mid-way
+re-run with the same command generates only the rest. The settings that shape them (data_file, keep_rejected, model,
+backend, max_new_tokens) are recorded in `DIR/run_config.json` and a re-run with others is refused; `max_sentences`
+and `whole_answer` only shape what is kept of each answer, so a re-run that changes them reuses every generation.
 """
 
 from __future__ import annotations
@@ -20,18 +25,27 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from critic.self_distill import base_answer, relevant_row, with_answer
+from critic.self_distill import base_answer, generate_resumably, relevant_row, with_answer
 from critic.truth import is_rejected_variant
 from eval.baselines import answer_stop_ids, rag_prompt
 from selfrag.cli import run_or_exit
 from selfrag.decoding.backend import make_backend
 from selfrag.decoding.factory import check_backend, prompt_formatter
-from selfrag.io import InputError, read_jsonl, write_jsonl_atomic, write_text_atomic
+from selfrag.io import (
+    InputError,
+    read_done_ids,
+    read_jsonl,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 from selfrag.models.loading import load_tokenizer, model_spec, resolve_checkpoint
 from selfrag.overrides import hydra_app
 from selfrag.prompts import user_content
-from selfrag.rundir import claimed_output_dir, refuse_input_dir
+from selfrag.rundir import claimed_output_dir, guard_settings, refuse_input_dir
 from selfrag.values import as_bool, as_int
+
+#: The base's raw answers, appended as they are generated (what a resumed run skips).
+GENERATIONS = "generations.jsonl"
 
 
 def read_rows(path: str) -> list[dict]:
@@ -41,11 +55,16 @@ def read_rows(path: str) -> list[dict]:
         InputError: naming the file and line of the first bad row.
     """
     rows = read_jsonl(path)
+    first_line: dict[str, int] = {}
     for line, row in enumerate(rows, start=1):
         for key in ("instruction", "output", "id"):
             if not isinstance(row.get(key), str):
                 raise InputError(f"{path}, line {line}: `{key}` must be a string (a released-format row: "
                                  "{instruction, input, output, id}); fix the row or pass another data_file=")
+        if row["id"] in first_line:  # a resumed run finds each row's generation by its id
+            raise InputError(f"{path}, line {line}: id {row['id']!r} is also the id of line {first_line[row['id']]}; "
+                             "give every row its own id")
+        first_line[row["id"]] = line
     return rows
 
 
@@ -56,6 +75,7 @@ def run(cfg: DictConfig) -> Path:
     max_sentences = as_int(config["max_sentences"], "max_sentences", minimum=1)
     whole_answer = as_bool(config["whole_answer"], "whole_answer")
     max_new_tokens = as_int(config["max_new_tokens"], "max_new_tokens", minimum=1)
+    save_every = as_int(config["save_every"], "save_every", minimum=1)
     spec = model_spec(config["model"])
     backend = dict(config["backend"])
     backend_name = backend.pop("name", None)
@@ -63,6 +83,11 @@ def run(cfg: DictConfig) -> Path:
     refuse_input_dir(config["output_dir"], {"data_file": config["data_file"]})
 
     with claimed_output_dir(config["output_dir"]) as out_dir:
+        # Generations made with other settings never join generations.jsonl (the same settings resume it).
+        guard_settings(out_dir, {
+            "data_file": str(config["data_file"]), "keep_rejected": keep_rejected, "model": config["model"],
+            "backend": {"name": backend_name, **backend}, "max_new_tokens": max_new_tokens,
+        }, outputs=(GENERATIONS,))
         started = time.perf_counter()
         rejected = 0 if keep_rejected else sum(is_rejected_variant(r["id"]) for r in rows)
         rows = [r for r in rows if keep_rejected or not is_rejected_variant(r["id"])]
@@ -75,17 +100,18 @@ def run(cfg: DictConfig) -> Path:
                                  [found.passage]), add_special_tokens=formatter.style != "chat")["input_ids"]
             for i, found in targets
         ]
-        engine = make_backend(str(backend_name), checkpoint, **backend)
-        try:
-            completions = engine.generate(prompts, max_new_tokens=max_new_tokens,
-                                          stop_token_ids=answer_stop_ids(tokenizer))
-        finally:
-            engine.close()
+        generations_path = out_dir / GENERATIONS
+        resumed = len(read_done_ids(generations_path))
+        generations = generate_resumably(
+            lambda: make_backend(str(backend_name), checkpoint, **backend),
+            {rows[i]["id"]: ids for (i, _), ids in zip(targets, prompts)}, generations_path,
+            save_every=save_every, max_new_tokens=max_new_tokens, stop_token_ids=answer_stop_ids(tokenizer))
         rewritten = 0
-        for (i, found), completion in zip(targets, completions):
-            text = tokenizer.decode(completion.token_ids, skip_special_tokens=True)
+        for i, found in targets:
+            generation = generations[rows[i]["id"]]
+            text = tokenizer.decode(generation["token_ids"], skip_special_tokens=True)
             answer = base_answer(text, found.answer, max_sentences=max_sentences, whole=whole_answer,
-                                 cut_off=not completion.stopped)
+                                 cut_off=not generation["stopped"])
             if answer is not None:
                 rows[i] = with_answer(rows[i], found, answer)
                 rewritten += 1
@@ -98,8 +124,9 @@ def run(cfg: DictConfig) -> Path:
             "relevant_rows": len(targets),
             "rewritten": rewritten,
             "kept_as_is": len(targets) - rewritten,
-            "generated_tokens": sum(len(c.token_ids) for c in completions),
-            "seconds": round(seconds, 1),
+            "generated_tokens": sum(len(g["token_ids"]) for g in generations.values()),
+            "generations_resumed": resumed,  # found in generations.jsonl, not generated by this invocation
+            "seconds": round(seconds, 1),  # this invocation's
             "prompt_style": formatter.style,
             "max_sentences": max_sentences,
             "whole_answer": whole_answer,

@@ -79,3 +79,47 @@ def test_distill_answers_names_the_bad_line_before_any_model_loads(tmp_path):
     assert proc.returncode == 2
     assert f"{data}, line 2: `output` must be a string" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_distill_answers_resumes_a_killed_run_and_reuses_its_generations(tiny_model_dir, tmp_path):
+    first_word = _base_text(tiny_model_dir).split()[0]
+    model = ("model=custom", f"model.path={tiny_model_dir}", "backend=hf", "backend.device=cpu")
+    data = tmp_path / "in.jsonl"
+    rows = _rows(first_word)
+    write_jsonl(data, [*rows, {**rows[0], "id": "c"}])
+    out = tmp_path / "out"
+    args = ("distill_answers", f"data_file={data}", *model, "save_every=1", f"output_dir={out}")
+    run_script(*args)
+    whole_run = (out / "train.jsonl").read_text()
+    generations = (out / "generations.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in generations] == ["a", "c"]  # one line per relevant row
+
+    # killed after its first batch, mid-way through writing the second: the re-run generates only row c
+    (out / "generations.jsonl").write_text(generations[0] + "\n" + generations[1][:10])
+    (out / "train.jsonl").unlink()
+    (out / "distill.json").unlink()
+    run_script(*args)
+    assert (out / "train.jsonl").read_text() == whole_run
+    assert (out / "generations.jsonl").read_text().splitlines() == generations
+    assert json.loads((out / "distill.json").read_text())["generations_resumed"] == 1
+
+    # whole_answer only changes what is kept of each answer: every generation is reused
+    run_script(*args, "whole_answer=true")
+    counts = json.loads((out / "distill.json").read_text())
+    assert (counts["generations_resumed"], counts["whole_answer"]) == (2, True)
+
+    # max_new_tokens shapes the generations: a re-run with another is refused, naming it
+    proc = run_script(*args, "max_new_tokens=8", check=False)
+    assert proc.returncode == 2
+    assert "made with other settings (max_new_tokens differ)" in proc.stderr
+
+
+def test_distill_answers_refuses_a_repeated_id_before_any_model_loads(tmp_path):
+    data = tmp_path / "in.jsonl"
+    rows = _rows("x")
+    write_jsonl(data, [*rows, {**rows[2], "instruction": "another question ?"}])
+    proc = run_script("distill_answers", f"data_file={data}", "model=custom", f"model.path={tmp_path}/no-model",
+                      f"output_dir={tmp_path}/out", check=False)
+    assert proc.returncode == 2
+    assert f"{data}, line 4: id 'b' is also the id of line 3" in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from critic.self_distill import base_answer, relevant_row, split_sentences, with_answer
+from critic.self_distill import base_answer, generate_resumably, relevant_row, split_sentences, with_answer
 from critic.truth import is_rejected_variant
+from selfrag.types import Completion
 
 ROW = ("[Retrieval]<paragraph>Edwin Wallock\nEdwin Wallock was an American actor of the silent film era."
        "</paragraph>[Relevant]actor[Fully supported][Utility:5]")
@@ -74,3 +75,43 @@ def test_rejected_variant_ids():
     assert not is_rejected_variant("popqa_longtail_train-1/sup1")
     assert not is_rejected_variant("popqa_longtail_train-1")
     assert not is_rejected_variant("rej1")
+
+
+class _CountingEngine:
+    """A backend that answers prompt [n] with tokens (n, n+1), ended on a stop token when n is even."""
+
+    def __init__(self):
+        self.batches: list[list[int]] = []
+        self.closed = False
+
+    def generate(self, prompts, *, max_new_tokens, stop_token_ids):
+        self.batches.append([p[0] for p in prompts])
+        return [Completion(token_ids=(p[0], p[0] + 1), logprobs=(0.0, 0.0), stopped=p[0] % 2 == 0) for p in prompts]
+
+    def close(self):
+        self.closed = True
+
+
+def test_generate_resumably_generates_only_what_a_killed_run_left(tmp_path):
+    path = tmp_path / "generations.jsonl"
+    # a run killed after its first batch (ids a, b) and half-way through writing the next line
+    path.write_text('{"id": "a", "token_ids": [1, 2], "stopped": false}\n'
+                    '{"id": "b", "token_ids": [2, 3], "stopped": true}\n{"id": "c", "tok')
+    prompts = {"a": [1], "b": [2], "c": [3], "d": [4], "e": [5]}
+    engine = _CountingEngine()
+    got = generate_resumably(lambda: engine, prompts, path, save_every=2, max_new_tokens=8, stop_token_ids=[0])
+    assert engine.batches == [[3, 4], [5]] and engine.closed           # c, d then e: batches of save_every
+    assert got == {"a": {"id": "a", "token_ids": [1, 2], "stopped": False},
+                   "b": {"id": "b", "token_ids": [2, 3], "stopped": True},
+                   "c": {"id": "c", "token_ids": [3, 4], "stopped": False},
+                   "d": {"id": "d", "token_ids": [4, 5], "stopped": True},
+                   "e": {"id": "e", "token_ids": [5, 6], "stopped": False}}
+    assert len(path.read_text().splitlines()) == 5                      # the torn line was cut, not kept
+
+    # everything done: the engine is never opened
+    def never_opened():
+        raise AssertionError("opened an engine with nothing left to generate")
+
+    again = generate_resumably(never_opened, {"b": [2], "e": [5]}, path, save_every=2, max_new_tokens=8,
+                               stop_token_ids=[0])
+    assert again == {"b": got["b"], "e": got["e"]}
