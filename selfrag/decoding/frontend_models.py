@@ -107,10 +107,10 @@ def open_scorer(config: FrontEndConfig) -> Any:
     if config.rerank == "generator":
         from selfrag.decoding.factory import build_selfrag
 
-        if config.rerank_model is None:
+        if config.rerank_model is None:  # the embedded generator, as conf/model/selfrag_smollm2_135m.yaml has it
             spec = ModelSpec(name="selfrag_smollm2_135m", packaged="smollm2_135m_instruct",
                              add_reflection_tokens=True, adapter=str(ARTIFACTS / "selfrag-smollm2-135m"),
-                             prompt="selfrag")
+                             prompt="chat")
         else:
             spec = ModelSpec(name=Path(config.rerank_model).name, path=config.rerank_model)
         decoder = build_selfrag(spec, backend=config.rerank_backend, backend_options={}, prompt_style="auto",

@@ -291,3 +291,24 @@ def test_corrective_retry_is_skipped_when_a_passage_is_relevant_and_bounded_to_o
     assert rewrites == [["who is bob ?"]]
     assert [c.passage.id for c in weak.candidates] == ["w1", "w2"]
     assert weak.corrective == {"query": "rewritten who is bob ?", "passage_ids": ["w2"]}
+
+
+def test_rerank_by_the_embedded_generator_uses_its_model_config(monkeypatch):
+    """`rerank=generator` with no model scores with the embedded generator exactly as `model=selfrag_smollm2_135m`
+    decodes with it: the same adapter and the prompt style it was trained with (it was built with the old
+    `### Instruction` prompt while the model was trained in its chat template)."""
+    from omegaconf import OmegaConf
+
+    import selfrag.decoding.factory as factory
+    import selfrag.overrides  # noqa: F401  (registers the resolver the model configs use)
+    from selfrag.decoding.frontend_models import ARTIFACTS, open_scorer
+
+    built = {}
+    monkeypatch.setattr(factory, "build_selfrag", lambda spec, **kw: built.setdefault("spec", spec))
+    _, config = front_end_config({"rerank": "generator"})
+    open_scorer(config)
+    conf = OmegaConf.load(ARTIFACTS.parent / "conf" / "model" / "selfrag_smollm2_135m.yaml")
+    spec = built["spec"]
+    assert (spec.prompt, spec.packaged, spec.add_reflection_tokens) == (conf.prompt, conf.packaged,
+                                                                        conf.add_reflection_tokens)
+    assert spec.prompt == "chat" and spec.adapter == str(ARTIFACTS / "selfrag-smollm2-135m")
