@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+#: The generation backends a model can run on, by the name `backend=` (and the front-ends' `backend` keys) use.
+#: Lives here, below both retrieval and decoding, so the query writer and reranker check the same names the decoder
+#: builds (`selfrag.decoding.backend.make_backend`).
+BACKENDS = ("hf", "vllm")
+
 #: Full-vocabulary probabilities of the tokens of one reflection group at one position, keyed by token string.
 GroupProbs = dict[str, float]
 

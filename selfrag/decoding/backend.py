@@ -16,9 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from selfrag.types import Completion, ScoreRequest
-
-BACKENDS = ("hf", "vllm")
+from selfrag.types import BACKENDS, Completion, ScoreRequest
 
 
 @runtime_checkable

@@ -23,6 +23,7 @@ from selfrag.models.packaged import cache_root
 from selfrag.retrieval.base import Retriever
 from selfrag.retrieval.corpus import corpus_fingerprint, iter_corpus
 from selfrag.retrieval.store import META_FILE, read_meta, write_meta
+from selfrag.types import BACKENDS
 from selfrag.values import as_bool
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,6 @@ def _open(kind: str, index_dir: Path, options: dict[str, Any]) -> Retriever:
 FRONT_END_KEYS = ("frontend", "frontend_options", "rerank", "rerank_options")
 #: The cache file (under the cache root) of the queries front-ends wrote.
 WRITTEN_QUERIES = "frontend_queries.sqlite"
-_WRITER_BACKENDS = ("hf", "vllm")
 
 
 @dataclass(frozen=True)
@@ -209,13 +209,13 @@ def front_end_config(options: dict[str, Any]) -> tuple[dict[str, Any], FrontEndC
         frontend=settings,
         writer_model=as_str(front.get("model_path"), "retriever.frontend_options.model_path", allow_none=True),
         writer_backend=str(as_choice(front.get("backend", "hf"), "retriever.frontend_options.backend",
-                                     _WRITER_BACKENDS)),
+                                     BACKENDS)),
         cache=as_bool(front.get("cache", True), "retriever.frontend_options.cache"),
         rerank=kind,
         rerank_candidates=int(as_int(rerank.get("candidates", 20), "retriever.rerank_options.candidates", minimum=1)),
         rerank_model=rerank_model,
         rerank_backend=str(as_choice(rerank.get("backend", "hf"), "retriever.rerank_options.backend",
-                                     _WRITER_BACKENDS)),
+                                     BACKENDS)),
     )
     return options, config
 
