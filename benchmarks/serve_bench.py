@@ -36,6 +36,7 @@ import httpx
 
 from selfrag.decoding.run import read_timing
 from selfrag.io import read_jsonl
+from selfrag.types import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "popqa" / "popqa_longtail_w_gs_first100.jsonl"
@@ -153,7 +154,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=16, help="client threads (default: as many as a batch)")
     parser.add_argument("--model-path", default=None, help="a checkpoint (model=custom); default: the embedded model")
-    parser.add_argument("--backend", default="hf", choices=("hf", "vllm"))
+    parser.add_argument("--backend", default="hf", choices=BACKENDS)
     parser.add_argument("--max-batch", type=int, default=16, help="server.max_batch, and infer's batch_size")
     parser.add_argument("--window-ms", type=float, default=20.0, help="server.batch_window_ms")
     parser.add_argument("--override", action="append", default=[], help="a Hydra override for both, e.g. "
