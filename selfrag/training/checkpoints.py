@@ -185,3 +185,45 @@ def save_final(
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     accelerator.wait_for_everyone()
+
+
+#: The weights file of a peft adapter directory (what `save_final` writes for LoRA).
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def adapter_from_checkpoint(checkpoint: Path, template: Path, target: Path) -> Path:
+    """Write `target`: a loadable adapter directory holding a LoRA run's `checkpoints/step-N` weights.
+
+    `template` is an adapter of the same configuration (normally the run's own `final/`); its config, tokenizer and
+    `selfrag_adapter.json` are copied, and its tensors say which names and dtypes the adapter file needs. A checkpoint
+    keeps the trainable tensors under the training wrapper's names (`model.` + peft's name, with the adapter name
+    `.default` in it), in the training precision; they are renamed and cast to the template's dtypes, as `save_final`
+    would have written them at that step. Lets a mid-run checkpoint be evaluated like a finished run.
+
+    Raises:
+        InputError: `checkpoint` is not a checkpoint, `template` not an adapter, their tensor names or shapes
+            differ (another configuration or a full fine-tune), or `target` exists.
+    """
+    from safetensors.torch import load_file, save_file
+
+    checkpoint, template, target = Path(checkpoint), Path(template), Path(target)
+    for path, what in ((checkpoint / "model.safetensors", "a training checkpoint (checkpoints/step-N)"),
+                       (template / ADAPTER_WEIGHTS, "an adapter directory (a LoRA run's final/)")):
+        if not path.is_file():
+            raise InputError(f"{path.parent}: not {what}; no {path.name} in it")
+    if target.exists():
+        raise InputError(f"{target}: already exists; choose a new directory for the adapter")
+    expected = load_file(template / ADAPTER_WEIGHTS)
+    state = {k.removeprefix("model.").replace(".default", ""): v
+             for k, v in load_file(checkpoint / "model.safetensors").items()}
+    differ = sorted(set(state) ^ set(expected)) or sorted(k for k in state if state[k].shape != expected[k].shape)
+    if differ:
+        raise InputError(f"{checkpoint}: its tensors do not match the adapter {template} ({len(differ)} differ, e.g. "
+                         f"{differ[0]}); pass an adapter of the same LoRA run (its final/) as the template")
+    state = {k: v.to(expected[k].dtype).contiguous() for k, v in state.items()}
+    tmp = target.parent / f".tmp-{target.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(template, tmp, ignore=shutil.ignore_patterns(ADAPTER_WEIGHTS, "README.md", "train_metrics.json"))
+    save_file(state, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    os.replace(tmp, target)
+    return target

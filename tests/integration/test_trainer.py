@@ -17,7 +17,7 @@ from selfrag.models.adapters import merged_checkpoint
 from selfrag.models.loading import ModelSpec, resolve_checkpoint
 from selfrag.training import trainer as trainer_module
 from selfrag.training.batching import plan_epoch
-from selfrag.training.checkpoints import checkpoint_steps
+from selfrag.training.checkpoints import ADAPTER_WEIGHTS, adapter_from_checkpoint, checkpoint_steps
 from selfrag.training.config import TrainConfig
 from selfrag.training.loss import supervised_loss
 from selfrag.training.sft_data import load_sft_dataset, load_training_tokenizer
@@ -349,3 +349,31 @@ def test_snapshots_are_loadable_models_of_their_step(bases, data_file, tmp_path)
     stopped = AutoModelForCausalLM.from_pretrained(short.final_dir, dtype=torch.float32)
     for (name, a), (_, b) in zip(snapshot.state_dict().items(), stopped.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_a_lora_checkpoint_becomes_the_adapter_of_its_step(bases, data_file, tmp_path):
+    """`adapter_from_checkpoint` turns `checkpoints/step-2` of a LoRA run into the adapter the run's snapshot at step
+    2 holds (same tensor names, values and dtypes), with the template's config and tokenizer; another configuration is
+    refused by name."""
+    base = bases["untied"]
+    dataset = _dataset(base, data_file)
+    config = _config(finetune="lora", learning_rate=5e-3, max_steps=3, save_every_steps=2, snapshot_steps=[2])
+    run = train(base, dataset, config, output_dir=tmp_path / "run", progress=False)
+    converted = adapter_from_checkpoint(tmp_path / "run" / "checkpoints" / "step-2", run.final_dir,
+                                        tmp_path / "step-2")
+    expected = load_file(str(tmp_path / "run" / "snapshots" / "step-2" / ADAPTER_WEIGHTS))
+    got = load_file(str(converted / ADAPTER_WEIGHTS))
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert got[key].dtype == expected[key].dtype and torch.equal(got[key], expected[key]), key
+    final = load_file(str(run.final_dir / ADAPTER_WEIGHTS))
+    assert any(not torch.equal(final[key], got[key]) for key in final)  # step 3 moved on from step 2
+    assert (converted / "adapter_config.json").read_text() == (run.final_dir / "adapter_config.json").read_text()
+    assert not (converted / "README.md").exists()  # the final card describes another step
+
+    other = train(base, dataset, _config(finetune="lora", lora_r=4, max_steps=1), output_dir=tmp_path / "r4",
+                  progress=False)
+    with pytest.raises(InputError, match=r"step-2: its tensors do not match the adapter .*r4"):
+        adapter_from_checkpoint(tmp_path / "run" / "checkpoints" / "step-2", other.final_dir, tmp_path / "bad")
+    with pytest.raises(InputError, match="already exists"):
+        adapter_from_checkpoint(tmp_path / "run" / "checkpoints" / "step-2", run.final_dir, converted)

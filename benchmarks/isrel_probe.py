@@ -1,0 +1,128 @@
+"""How well a generator's IsRel token separates passages that hold the answer, over many passages (diagnosis only).
+
+The reflection block of an evaluation measures IsRel AUROC only on the passages the decoder read (2 per PopQA
+question by default: 200 on the dev split, a wide interval). This reads, for every question of a
+`scripts/retrieve.py` output and each of its first `--k` passages, the score the decoder uses —
+p(`[Relevant]`) renormalised against `[Irrelevant]`, read exactly from the full distribution right after the
+passage block (`Backend.score`, transformers backend, fp32) — and prints per model:
+
+- its AUROC against "the passage holds a gold answer" (the reflection block's label, `contains_answer`), with a
+  95% bootstrap interval over questions (each resample draws whole questions, so a question's passages stay
+  together);
+- over the questions where some passage of the `--k` holds an answer, how often the passage IsRel ranks first holds
+  one, against the retriever's first passage (the within-question choice the decoder makes).
+
+A model is an adapter directory (`final/` of a training run) or a training checkpoint (`checkpoints/step-N/` of a
+LoRA run, given with `--template` = that run's `final/` or any adapter of the same configuration, whose config and
+tokenizer it borrows; `selfrag.training.checkpoints.adapter_from_checkpoint`): so IsRel can be followed along one
+run's checkpoints, a learning curve without re-decoding.
+Used for docs/results/dev-retrain/README.md; never run it on a test split.
+
+    python scripts/retrieve.py index_dir=INDEX retriever=bm25 data.path=data/splits/popqa_longtail/dev.jsonl \\
+        retriever.k=10 output_dir=outputs/dev/popqa/retrieved_bm25_k10
+    python benchmarks/isrel_probe.py --retrieved outputs/dev/popqa/retrieved_bm25_k10/retrieved.jsonl \\
+        --model artifacts/selfrag-smollm2-135m --model outputs/train_generator/RUN/checkpoints/step-50 \\
+        --template outputs/train_generator/RUN/final
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from eval.reflection import auroc
+from selfrag import tokens as T
+from selfrag.decoding.config import DecodingConfig
+from selfrag.decoding.factory import build_selfrag
+from selfrag.inputs import query_from_row
+from selfrag.io import read_jsonl
+from selfrag.models.loading import ModelSpec
+from selfrag.prompts import passage_block
+from selfrag.retrieval.evaluation import contains_answer
+from selfrag.training.checkpoints import adapter_from_checkpoint
+from selfrag.types import Passage, ScoreRequest
+
+
+def clustered_auroc_ci(scores: list[list[float]], labels: list[list[bool]], n_resamples: int = 1000,
+                       seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the AUROC when whole questions are resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_resamples):
+        pick = rng.integers(0, len(scores), len(scores))
+        value = auroc([s for i in pick for s in scores[i]], [y for i in pick for y in labels[i]])
+        if value is not None:
+            values.append(value)
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def probe(adapter: Path, rows: list[dict], k: int) -> tuple[list[list[float]], float]:
+    """IsRel scores [question][passage] of one adapter, and the seconds they took."""
+    spec = ModelSpec(name="generator", packaged="smollm2_135m_instruct", add_reflection_tokens=True,
+                     adapter=str(adapter.resolve()), prompt="chat")
+    decoder = build_selfrag(spec, backend="hf", backend_options={"batch_size": 25, "dtype": "float32"},
+                            prompt_style="chat", decoding=DecodingConfig(ndocs=k))
+    group = decoder.codec.group(T.ISREL_GROUP)
+    requests, shape = [], []
+    for n, row in enumerate(rows):
+        prompt = decoder.prompt_ids(query_from_row(row, "popqa", where=f"line {n + 1}", default_id=str(n)))
+        ctxs = row["ctxs"][:k]
+        shape.append(len(ctxs))
+        for doc in ctxs:
+            passage = Passage(id=str(doc["id"]), title=doc.get("title", ""), text=doc["text"])
+            sequence = tuple(prompt) + tuple(decoder.codec.encode(passage_block(passage)))
+            requests.append(ScoreRequest(sequence, ((len(sequence), group),)))
+    start = time.perf_counter()
+    answers = decoder.backend.score(requests)
+    seconds = time.perf_counter() - start
+    decoder.backend.close()
+    flat = [math.exp(a[0][0]) / (math.exp(a[0][0]) + math.exp(a[0][1])) for a in answers]
+    scores, at = [], 0
+    for size in shape:
+        scores.append(flat[at:at + size])
+        at += size
+    return scores, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--retrieved", type=Path, required=True, help="scripts/retrieve.py output (rows with ctxs)")
+    parser.add_argument("--model", type=Path, action="append", required=True,
+                        help="an adapter directory or a LoRA checkpoint directory (repeatable)")
+    parser.add_argument("--template", type=Path, help="adapter whose config and tokenizer checkpoints borrow")
+    parser.add_argument("--k", type=int, default=10, help="passages per question (the first k retrieved)")
+    args = parser.parse_args()
+
+    rows = list(read_jsonl(args.retrieved))
+    labels = [[contains_answer(Passage(id=str(d["id"]), title=d.get("title", ""), text=d["text"]), row["answers"])
+               for d in row["ctxs"][:args.k]] for row in rows]
+    holds = [i for i, ys in enumerate(labels) if any(ys)]
+    n_pairs = sum(map(len, labels))
+    print(f"questions: {len(rows)}, passages: {n_pairs}, holding a gold answer: {sum(map(sum, labels))}; "
+          f"questions with one among the first {args.k}: {len(holds)}; "
+          f"retriever's first passage holds one: {sum(labels[i][0] for i in holds)}")
+    with tempfile.TemporaryDirectory(prefix="isrel_probe-") as tmp:
+        for model in args.model:
+            adapter = model
+            if (model / "model.safetensors").is_file():
+                if args.template is None:
+                    parser.error(f"{model} is a training checkpoint: pass --template ADAPTER_DIR")
+                adapter = adapter_from_checkpoint(model, args.template,
+                                                  Path(tmp) / f"{model.parent.parent.name}-{model.name}")
+            scores, seconds = probe(adapter, rows, args.k)
+            value = auroc([s for q in scores for s in q], [y for q in labels for y in q])
+            low, high = clustered_auroc_ci(scores, labels)
+            picked = sum(labels[i][int(np.argmax(scores[i]))] for i in holds)
+            relevant = sum(s > 0.5 for q in scores for s in q)
+            print(f"{model}: IsRel AUROC {value:.3f} [{low:.3f}, {high:.3f}]; top-IsRel passage holds an answer "
+                  f"{picked}/{len(holds)}; p>0.5 for {relevant}/{n_pairs} passages ({seconds:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
