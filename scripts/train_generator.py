@@ -30,7 +30,7 @@ from selfrag.models.loading import ModelSpec, resolve_checkpoint
 from selfrag.overrides import hydra_app
 from selfrag.training.config import TrainConfig
 from selfrag.training.data_files import TrainingFiles, prepare_training_files
-from selfrag.training.sft_data import SFTStats, load_sft_dataset, load_training_tokenizer
+from selfrag.training.sft_data import SFTStats, load_sft_dataset, load_training_tokenizer, reflection_weight_tokens
 from selfrag.training.trainer import train
 
 
@@ -75,6 +75,7 @@ def run(cfg: DictConfig) -> Path:
     data = OmegaConf.to_container(cfg.data, resolve=True)
     spec = ModelSpec(**OmegaConf.to_container(cfg.model, resolve=True))
     config = TrainConfig(**OmegaConf.to_container(cfg.finetune, resolve=True))
+    reflection_weight_tokens(data["reflection_weight"])  # checked before the base is converted or loaded
     with state.main_process_first():  # the first call converts / adds tokens and caches; the others reuse it
         base = resolve_checkpoint(spec)
     try:

@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 OVERFLOW_MODES = ("truncate", "drop")
+#: The reflection-token groups `reflection_weight` may weight one by one (`{"isrel": 4.0}`); a single number weights
+#: every reflection token, the passage markup included.
+WEIGHT_GROUPS: dict[str, tuple[str, ...]] = {
+    "retrieve": T.RETRIEVE_GROUP_3WAY, "isrel": T.ISREL_GROUP, "issup": T.ISSUP_GROUP, "isuse": T.ISUSE_GROUP,
+}
 
 # Outcome of encoding one row; dropped rows carry empty sequences until they are filtered out.
 _KEPT, _TRUNCATED, _TOO_LONG, _UNSUPERVISED = "kept", "truncated", "too_long", "unsupervised"
@@ -86,6 +91,44 @@ def _special_ids(tokenizer: Any) -> tuple[int | None, int | None, frozenset[int]
     vocab = tokenizer.get_vocab()
     reflection = frozenset(vocab[t] for t in T.REFLECTION_TOKENS if t in vocab)
     return vocab.get(T.PARAGRAPH_OPEN), vocab.get(T.PARAGRAPH_CLOSE), reflection, vocab.get(T.IRRELEVANT)
+
+
+def _weight(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise InputError(f"{where}={value!r}: a loss weight must be a number >= 0")
+    return float(value)
+
+
+def reflection_weight_tokens(reflection_weight: float | Mapping[str, float] | None) -> dict[str, float] | None:
+    """Loss weight per reflection token for `reflection_weight` (None: no weights): a number weights every reflection
+    token; a mapping weights the tokens of the named `WEIGHT_GROUPS` only (e.g. `{"isrel": 4}`: the IsRel positions,
+    leaving the utility token, which a small model learns to write in place of an answer when it is up-weighted, at 1).
+
+    Raises:
+        InputError: an unknown group name or a weight that is not a number >= 0 (the message names the key).
+    """
+    if reflection_weight is None:
+        return None
+    if isinstance(reflection_weight, Mapping):
+        unknown = sorted(str(g) for g in reflection_weight if g not in WEIGHT_GROUPS)
+        if unknown:
+            raise InputError(f"data.reflection_weight names unknown token groups {unknown}; use some of "
+                             f"{', '.join(WEIGHT_GROUPS)} (e.g. {{isrel: 4}}), or one number for every reflection "
+                             "token")
+        return {t: _weight(w, f"data.reflection_weight.{g}") for g, w in reflection_weight.items()
+                for t in WEIGHT_GROUPS[g]}
+    return dict.fromkeys(T.REFLECTION_TOKENS, _weight(reflection_weight, "data.reflection_weight"))
+
+
+def reflection_weight_ids(
+    tokenizer: Any, reflection_weight: float | Mapping[str, float] | None
+) -> dict[int, float] | None:
+    """`reflection_weight_tokens` by the tokenizer's ids (tokens it lacks are left out)."""
+    tokens = reflection_weight_tokens(reflection_weight)
+    if tokens is None:
+        return None
+    vocab = tokenizer.get_vocab()
+    return {vocab[t]: w for t, w in tokens.items() if t in vocab}
 
 
 def prompt_text(tokenizer: Any, style: str, instruction: str, input_text: str = "") -> str:
@@ -166,7 +209,7 @@ def _encode(
     *,
     max_length: int,
     overflow: str,
-    reflection_weight: float | None,
+    weights: dict[int, float] | None,
     supervise_close: bool,
     special: tuple[int | None, int | None, frozenset[int], int | None],
     prompt_style: str = "selfrag",
@@ -202,11 +245,8 @@ def _encode(
             return _TOO_LONG, None
         outcome = _TRUNCATED
     example: dict[str, list] = {"input_ids": input_ids, "labels": labels}
-    if reflection_weight is not None:
-        example["loss_weights"] = [
-            0.0 if label == IGNORE_INDEX else (float(reflection_weight) if label in reflection_ids else 1.0)
-            for label in labels
-        ]
+    if weights is not None:
+        example["loss_weights"] = [0.0 if label == IGNORE_INDEX else weights.get(label, 1.0) for label in labels]
     return outcome, example
 
 
@@ -218,18 +258,18 @@ def tokenize_example(
     *,
     max_length: int,
     overflow: str = "truncate",
-    reflection_weight: float | None = None,
+    reflection_weight: float | Mapping[str, float] | None = None,
     supervise_close: bool = True,
     prompt_style: str = "selfrag",
     supervise_irrelevant_answers: bool = True,
 ) -> dict[str, list] | None:
     """Token ids and labels of one SFT example, or None when it cannot be trained on.
 
-    Returns `{"input_ids", "labels"}` (plus `"loss_weights"` when `reflection_weight` is set: that weight at
-    supervised reflection-token positions, 1.0 at other supervised positions, 0.0 where the label is -100). Labels are
-    the token ids themselves (not shifted); -100 marks the prompt and the passage contents (and each `</paragraph>`
-    unless `supervise_close`, and each answer after `[Irrelevant]` unless `supervise_irrelevant_answers`; see
-    `supervised_target_mask`).
+    Returns `{"input_ids", "labels"}` (plus `"loss_weights"` when `reflection_weight` is set: its weight at the
+    supervised reflection-token positions it covers (`reflection_weight_tokens`), 1.0 at other supervised positions,
+    0.0 where the label is -100). Labels are the token ids themselves (not shifted); -100 marks the prompt and the
+    passage contents (and each `</paragraph>` unless `supervise_close`, and each answer after `[Irrelevant]` unless
+    `supervise_irrelevant_answers`; see `supervised_target_mask`).
 
     Returns None for a row with no supervised token, and for a row longer than `max_length` when
     `overflow="drop"` or when truncating it (from the right) leaves nothing supervised.
@@ -238,7 +278,8 @@ def tokenize_example(
         raise InputError(f"overflow={overflow!r}; choose one of {', '.join(OVERFLOW_MODES)}")
     _, example = _encode(
         tokenizer, instruction, input_text, output, max_length=max_length, overflow=overflow,
-        reflection_weight=reflection_weight, supervise_close=supervise_close, special=_special_ids(tokenizer),
+        weights=reflection_weight_ids(tokenizer, reflection_weight), supervise_close=supervise_close,
+        special=_special_ids(tokenizer),
         prompt_style=prompt_style, supervise_irrelevant_answers=supervise_irrelevant_answers,
     )
     return example
@@ -316,13 +357,14 @@ def _encode_batch(
     tokenizer: Any,
     max_length: int,
     overflow: str,
-    reflection_weight: float | None,
+    reflection_weight: float | Mapping[str, float] | None,
     supervise_close: bool,
     prompt_style: str = "selfrag",
     supervise_irrelevant_answers: bool = True,
 ) -> dict[str, list]:
     """datasets.map worker: encode a batch; dropped rows keep their place (empty) so outcomes can be counted."""
     special = _special_ids(tokenizer)
+    weights = reflection_weight_ids(tokenizer, reflection_weight)
     out: dict[str, list] = {
         "input_ids": [], "labels": [], "status": [], "length": [], "n_supervised": [], "weight_sum": [],
     }
@@ -331,8 +373,8 @@ def _encode_batch(
     for instruction, input_text, output in zip(batch["instruction"], batch["input"], batch["output"]):
         status, example = _encode(
             tokenizer, instruction, input_text, output, max_length=max_length, overflow=overflow,
-            reflection_weight=reflection_weight, supervise_close=supervise_close, special=special,
-            prompt_style=prompt_style, supervise_irrelevant_answers=supervise_irrelevant_answers,
+            weights=weights, supervise_close=supervise_close, special=special, prompt_style=prompt_style,
+            supervise_irrelevant_answers=supervise_irrelevant_answers,
         )
         example = example or {"input_ids": [], "labels": [], "loss_weights": []}
         # Position 0 is never predicted (labels are shifted in the loss), so counts start at 1.
@@ -356,7 +398,7 @@ def load_sft_dataset(
     *,
     max_length: int,
     overflow: str = "truncate",
-    reflection_weight: float | None = None,
+    reflection_weight: float | Mapping[str, float] | None = None,
     supervise_close: bool = True,
     prompt_style: str = "selfrag",
     supervise_irrelevant_answers: bool = True,
@@ -395,6 +437,9 @@ def load_sft_dataset(
         if not path.is_file():
             raise InputError(f"{path}: no such file; check the training data path")
 
+    reflection_weight_tokens(reflection_weight)  # a bad weight fails here, before any tokenising
+    if isinstance(reflection_weight, Mapping):  # a plain, ordered dict: JSON for the cache key, picklable for workers
+        reflection_weight = {str(g): float(reflection_weight[g]) for g in sorted(reflection_weight)}
     settings = {"max_length": max_length, "overflow": overflow, "reflection_weight": reflection_weight}
     if not supervise_close:  # only when set, so caches written before this option existed keep their keys
         settings["supervise_close"] = False

@@ -169,6 +169,7 @@ def test_generator_config_composes_for_each_finetune_and_data_choice(compose_gen
 
     from selfrag.models.loading import ModelSpec
     from selfrag.training.config import TrainConfig
+    from selfrag.training.sft_data import reflection_weight_tokens
 
     def dry_start(*overrides):
         """What `run` builds before any work: the model spec, the training config and the data settings."""
@@ -192,6 +193,13 @@ def test_generator_config_composes_for_each_finetune_and_data_choice(compose_gen
     _, _, config, data = dry_start("data=notokens", "finetune.max_steps=3")
     assert data["strip_reflection"] is True and data["dev_fraction"] == 0.05 and data["train"].endswith("train.jsonl")
     assert config.max_steps == 3
+
+    # Per-group loss weights from the command line: a mapping the data loader accepts, and a typo refused by name.
+    _, _, _, data = dry_start("data.reflection_weight={isrel:4,issup:2}")
+    assert reflection_weight_tokens(data["reflection_weight"])[T.IRRELEVANT] == 4.0
+    _, _, _, data = dry_start("data.reflection_weight={isrell:4}")
+    with pytest.raises(InputError, match=r"unknown token groups \['isrell'\]; use some of retrieve, isrel"):
+        reflection_weight_tokens(data["reflection_weight"])
 
     for name, artifact in [("selfrag_smollm2_135m", "selfrag-smollm2-135m"),
                            ("sft_smollm2_135m_notokens", "sft-smollm2-135m-notokens")]:

@@ -133,6 +133,25 @@ def test_loss_weights_on_reflection_tokens(tokenizer):
     assert example["loss_weights"][-1] == 1.0  # EOS is an ordinary supervised token
 
 
+def test_loss_weights_on_named_token_groups_only(tokenizer, tmp_path):
+    """`{"isrel": 4, "issup": 2}` weights `[Relevant]`/`[Irrelevant]` 4 and the IsSup tokens 2; `[Retrieval]`, the
+    passage markup and `[Utility:4]` stay at 1, as the answer words do."""
+    example = tokenize_example(tokenizer, INSTRUCTION, "", TWO_SPANS, max_length=512,
+                               reflection_weight={"isrel": 4, "issup": 2.0})
+    by_token = {"[Relevant]": 4.0, "[Irrelevant]": 4.0, "[Fully supported]": 2.0, "[Partially supported]": 2.0}
+    expected = [0.0] * len(PROMPT) + [0.0 if t is None else by_token.get(t, 1.0) for t in TWO_SPANS_LABELS]
+    assert example["loss_weights"] == expected
+    # The dataset carries the same weights, and the row's weight_sum counts them (position 0 is never predicted).
+    data = _write(tmp_path / "two.jsonl", [{"instruction": INSTRUCTION, "input": "", "output": TWO_SPANS}])
+    dataset, _ = load_sft_dataset(data, tokenizer, max_length=512, reflection_weight={"issup": 2.0, "isrel": 4})
+    assert dataset[0]["loss_weights"] == expected
+    assert dataset[0]["weight_sum"] == sum(expected[1:])
+    for bad, key in (({"isrel": 4, "relevance": 2}, "unknown token groups \\['relevance'\\]"),
+                     ({"isrel": -1}, "data.reflection_weight.isrel=-1"), ("heavy", "data.reflection_weight='heavy'")):
+        with pytest.raises(InputError, match=key):
+            load_sft_dataset(data, tokenizer, max_length=512, reflection_weight=bad)
+
+
 def test_overflow_truncate_and_drop(tokenizer):
     cut = tokenize_example(tokenizer, INSTRUCTION, "", ONE_SPAN, max_length=len(PROMPT) + 4)
     assert cut["labels"] == [-100] * len(PROMPT) + _ids(tokenizer, ["[Retrieval]", "<paragraph>", X, X])
