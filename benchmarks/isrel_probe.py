@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ from selfrag.decoding.config import DecodingConfig
 from selfrag.decoding.factory import build_selfrag
 from selfrag.inputs import query_from_row
 from selfrag.io import read_jsonl
-from selfrag.models.loading import ModelSpec
+from selfrag.models.loading import ModelSpec, resolve_checkpoint
 from selfrag.prompts import passage_block
 from selfrag.retrieval.evaluation import contains_answer
 from selfrag.training.checkpoints import adapter_from_checkpoint
@@ -62,8 +63,9 @@ def clustered_auroc_ci(scores: list[list[float]], labels: list[list[bool]], n_re
     return float(low), float(high)
 
 
-def probe(adapter: Path, rows: list[dict], k: int) -> tuple[list[list[float]], float]:
-    """IsRel scores [question][passage] of one adapter, and the seconds they took."""
+def probe(adapter: Path, rows: list[dict], k: int, *, temporary: bool) -> tuple[list[list[float]], float]:
+    """IsRel scores [question][passage] of one adapter, and the seconds they took. For a `temporary` adapter (a
+    converted checkpoint) the merged model built for it is removed from the cache afterwards (it is never reused)."""
     spec = ModelSpec(name="generator", packaged="smollm2_135m_instruct", add_reflection_tokens=True,
                      adapter=str(adapter.resolve()), prompt="chat")
     decoder = build_selfrag(spec, backend="hf", backend_options={"batch_size": 25, "dtype": "float32"},
@@ -82,6 +84,8 @@ def probe(adapter: Path, rows: list[dict], k: int) -> tuple[list[list[float]], f
     answers = decoder.backend.score(requests)
     seconds = time.perf_counter() - start
     decoder.backend.close()
+    if temporary:
+        shutil.rmtree(resolve_checkpoint(spec))
     flat = [math.exp(a[0][0]) / (math.exp(a[0][0]) + math.exp(a[0][1])) for a in answers]
     scores, at = [], 0
     for size in shape:
@@ -115,7 +119,7 @@ def main() -> None:
                     parser.error(f"{model} is a training checkpoint: pass --template ADAPTER_DIR")
                 adapter = adapter_from_checkpoint(model, args.template,
                                                   Path(tmp) / f"{model.parent.parent.name}-{model.name}")
-            scores, seconds = probe(adapter, rows, args.k)
+            scores, seconds = probe(adapter, rows, args.k, temporary=adapter != model)
             value = auroc([s for q in scores for s in q], [y for q in labels for y in q])
             low, high = clustered_auroc_ci(scores, labels)
             picked = sum(labels[i][int(np.argmax(scores[i]))] for i in holds)
