@@ -39,8 +39,9 @@ import numpy as np
 from eval.reflection import auroc
 from selfrag import tokens as T
 from selfrag.decoding.config import DecodingConfig
+from selfrag.decoding.critique import isrel_score
 from selfrag.decoding.factory import build_selfrag
-from selfrag.inputs import query_from_row
+from selfrag.inputs import passages_from_row, query_from_row
 from selfrag.io import read_jsonl
 from selfrag.models.loading import ModelSpec, resolve_checkpoint
 from selfrag.prompts import passage_block
@@ -63,21 +64,19 @@ def clustered_auroc_ci(scores: list[list[float]], labels: list[list[bool]], n_re
     return float(low), float(high)
 
 
-def probe(adapter: Path, rows: list[dict], k: int, *, temporary: bool) -> tuple[list[list[float]], float]:
+def probe(adapter: Path, rows: list[dict], passages: list[tuple[Passage, ...]], *,
+          temporary: bool) -> tuple[list[list[float]], float]:
     """IsRel scores [question][passage] of one adapter, and the seconds they took. For a `temporary` adapter (a
     converted checkpoint) the merged model built for it is removed from the cache afterwards (it is never reused)."""
     spec = ModelSpec(name="generator", packaged="smollm2_135m_instruct", add_reflection_tokens=True,
                      adapter=str(adapter.resolve()), prompt="chat")
     decoder = build_selfrag(spec, backend="hf", backend_options={"batch_size": 25, "dtype": "float32"},
-                            prompt_style="chat", decoding=DecodingConfig(ndocs=k))
+                            prompt_style="chat", decoding=DecodingConfig(ndocs=max(map(len, passages))))
     group = decoder.codec.group(T.ISREL_GROUP)
-    requests, shape = [], []
-    for n, row in enumerate(rows):
+    requests = []
+    for n, (row, question_passages) in enumerate(zip(rows, passages, strict=True)):
         prompt = decoder.prompt_ids(query_from_row(row, "popqa", where=f"line {n + 1}", default_id=str(n)))
-        ctxs = row["ctxs"][:k]
-        shape.append(len(ctxs))
-        for doc in ctxs:
-            passage = Passage(id=str(doc["id"]), title=doc.get("title", ""), text=doc["text"])
+        for passage in question_passages:
             sequence = tuple(prompt) + tuple(decoder.codec.encode(passage_block(passage)))
             requests.append(ScoreRequest(sequence, ((len(sequence), group),)))
     start = time.perf_counter()
@@ -86,11 +85,11 @@ def probe(adapter: Path, rows: list[dict], k: int, *, temporary: bool) -> tuple[
     decoder.backend.close()
     if temporary:
         shutil.rmtree(resolve_checkpoint(spec))
-    flat = [math.exp(a[0][0]) / (math.exp(a[0][0]) + math.exp(a[0][1])) for a in answers]
+    flat = [isrel_score(dict(zip(T.ISREL_GROUP, map(math.exp, a[0]), strict=True))) for a in answers]
     scores, at = [], 0
-    for size in shape:
-        scores.append(flat[at:at + size])
-        at += size
+    for question_passages in passages:
+        scores.append(flat[at:at + len(question_passages)])
+        at += len(question_passages)
     return scores, seconds
 
 
@@ -104,8 +103,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = list(read_jsonl(args.retrieved))
-    labels = [[contains_answer(Passage(id=str(d["id"]), title=d.get("title", ""), text=d["text"]), row["answers"])
-               for d in row["ctxs"][:args.k]] for row in rows]
+    passages = [passages_from_row(row, f"{args.retrieved}:{n + 1}", str(n))[:args.k] for n, row in enumerate(rows)]
+    labels = [[contains_answer(p, row["answers"]) for p in ps] for row, ps in zip(rows, passages, strict=True)]
     holds = [i for i, ys in enumerate(labels) if any(ys)]
     n_pairs = sum(map(len, labels))
     print(f"questions: {len(rows)}, passages: {n_pairs}, holding a gold answer: {sum(map(sum, labels))}; "
@@ -119,7 +118,7 @@ def main() -> None:
                     parser.error(f"{model} is a training checkpoint: pass --template ADAPTER_DIR")
                 adapter = adapter_from_checkpoint(model, args.template,
                                                   Path(tmp) / f"{model.parent.parent.name}-{model.name}")
-            scores, seconds = probe(adapter, rows, args.k, temporary=adapter != model)
+            scores, seconds = probe(adapter, rows, passages, temporary=adapter != model)
             value = auroc([s for q in scores for s in q], [y for q in labels for y in q])
             low, high = clustered_auroc_ci(scores, labels)
             picked = sum(labels[i][int(np.argmax(scores[i]))] for i in holds)
