@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.reflection import auroc
+from eval.stats import bootstrap_auroc
 from selfrag import tokens as T
 from selfrag.decoding.config import DecodingConfig
 from selfrag.decoding.critique import isrel_score
@@ -48,20 +48,6 @@ from selfrag.prompts import passage_block
 from selfrag.retrieval.evaluation import contains_answer
 from selfrag.training.checkpoints import adapter_from_checkpoint
 from selfrag.types import Passage, ScoreRequest
-
-
-def clustered_auroc_ci(scores: list[list[float]], labels: list[list[bool]], n_resamples: int = 1000,
-                       seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the AUROC when whole questions are resampled with replacement."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_resamples):
-        pick = rng.integers(0, len(scores), len(scores))
-        value = auroc([s for i in pick for s in scores[i]], [y for i in pick for y in labels[i]])
-        if value is not None:
-            values.append(value)
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def probe(adapter: Path, rows: list[dict], passages: list[tuple[Passage, ...]], *,
@@ -119,8 +105,8 @@ def main() -> None:
                 adapter = adapter_from_checkpoint(model, args.template,
                                                   Path(tmp) / f"{model.parent.parent.name}-{model.name}")
             scores, seconds = probe(adapter, rows, passages, temporary=adapter != model)
-            value = auroc([s for q in scores for s in q], [y for q in labels for y in q])
-            low, high = clustered_auroc_ci(scores, labels)
+            value, low, high = bootstrap_auroc({str(i): list(zip(s, y, strict=True))
+                                                for i, (s, y) in enumerate(zip(scores, labels, strict=True))})
             picked = sum(labels[i][int(np.argmax(scores[i]))] for i in holds)
             relevant = sum(s > 0.5 for q in scores for s in q)
             print(f"{model}: IsRel AUROC {value:.3f} [{low:.3f}, {high:.3f}]; top-IsRel passage holds an answer "

@@ -32,6 +32,10 @@ from selfrag.decoding.records import rerank
 from selfrag.retrieval.evaluation import contains_answer
 from selfrag.types import Passage
 
+#: The reflection AUROCs: score kind -> what its positive label is.
+AUROC_LABELS = {"isrel": "the passage holds a gold answer", "issup": "the candidate is right",
+                "final": "the candidate is right"}
+
 #: p_retrieve bins of the retrieval-usefulness table (lower edges; the last bin includes 1.0).
 P_RETRIEVE_BINS = (0.0, 0.2, 0.4, 0.6, 0.8)
 
@@ -90,6 +94,44 @@ def _right(task: Task, row: Mapping[str, Any], answer: str, gold: Any) -> bool:
     return isinstance(score, (int, float)) and score >= 0.5
 
 
+def _row_items(task: Task, row: Mapping[str, Any], gold: Any) -> tuple[bool, dict[str, list[tuple[float, bool]]]]:
+    """(any candidate right, per `AUROC_LABELS` kind the row's (score, label) items): IsRel of each candidate with a
+    passage against "the passage holds a gold answer" (rows of a gold with no text are left out), IsSup and the final
+    score of each candidate against "the candidate is right"; a candidate without that score is left out."""
+    golds_text = gold_texts(gold)
+    items: dict[str, list[tuple[float, bool]]] = {kind: [] for kind in AUROC_LABELS}
+    any_right = False
+    for cand in row.get("candidates") or []:
+        right = _right(task, row, cand["answer"], gold)
+        any_right |= right
+        scores = cand["scores"]
+        if cand["passage_id"] is not None and scores.get("rel") is not None and golds_text:
+            passage = Passage(cand["passage_id"], cand.get("passage_title") or "", cand.get("passage_text") or "")
+            items["isrel"].append((scores["rel"], contains_answer(passage, golds_text)))
+        for kind, key in (("issup", "sup"), ("final", "final")):
+            if scores.get(key) is not None:
+                items[kind].append((scores[key], right))
+    return any_right, items
+
+
+def _unzip(pairs: Sequence[tuple[float, bool]]) -> tuple[list[float], list[bool]]:
+    return [s for s, _ in pairs], [y for _, y in pairs]
+
+
+def reflection_items(
+    task: Task, rows: Sequence[Mapping[str, Any]], golds: Mapping[str, Any]
+) -> dict[str, dict[str, list[tuple[float, bool]]]]:
+    """The items each reflection AUROC is computed over, grouped by question: kind ("isrel", "issup", "final") ->
+    question id -> that question's (score, label) pairs (empty where it has none), for a bootstrap that resamples
+    questions (`eval.stats.paired_auroc_bootstrap`). The same items as the `reflection` block's AUROCs."""
+    out: dict[str, dict[str, list[tuple[float, bool]]]] = {kind: {} for kind in AUROC_LABELS}
+    for row in rows:
+        _, row_items = _row_items(task, row, golds[str(row["id"])])
+        for kind, pairs in row_items.items():
+            out[kind][str(row["id"])] = pairs
+    return out
+
+
 def _passage_picks(task: Task, row: Mapping[str, Any], gold: Any, weights: RewardWeights) -> tuple[bool, bool] | None:
     """(right: the weights' pick among the passage candidates (`mode=always`), right: the first passage's candidate)
     for a row with passage candidates, else None."""
@@ -121,7 +163,7 @@ def reflection_diagnostics(
             (for the chosen answers); `weights`: the run's reward weights (for the per-path answers).
     """
     primary = task.metrics[0]
-    rel_scores, rel_labels, sup_scores, sup_labels, final_scores, final_labels = [], [], [], [], [], []
+    items: dict[str, list[tuple[float, bool]]] = {kind: [] for kind in AUROC_LABELS}
     oracle = 0
     chosen = []
     paths: list[tuple[float, bool, bool]] = []
@@ -129,22 +171,9 @@ def reflection_diagnostics(
     for row in rows:
         row_id = str(row["id"])
         gold = golds[row_id]
-        golds_text = gold_texts(gold)
-        any_right = False
-        for cand in row.get("candidates") or []:
-            right = _right(task, row, cand["answer"], gold)
-            any_right |= right
-            scores = cand["scores"]
-            if cand["passage_id"] is not None and scores.get("rel") is not None and golds_text:
-                passage = Passage(cand["passage_id"], cand.get("passage_title") or "", cand.get("passage_text") or "")
-                rel_scores.append(scores["rel"])
-                rel_labels.append(contains_answer(passage, golds_text))
-            if scores.get("sup") is not None:
-                sup_scores.append(scores["sup"])
-                sup_labels.append(right)
-            if scores.get("final") is not None:
-                final_scores.append(scores["final"])
-                final_labels.append(right)
+        any_right, row_items = _row_items(task, row, gold)
+        for kind, pairs in row_items.items():
+            items[kind] += pairs
         oracle += any_right
         value = per_question[row_id][primary]
         chosen.append(float(value) if isinstance(value, (int, float)) else 0.0)
@@ -155,6 +184,8 @@ def reflection_diagnostics(
             without = _right_without_passages(task, row, gold, weights)
             if without is not None:
                 paths.append((float(row["p_retrieve"]), picks[0], without))
+    (rel_scores, rel_labels), (sup_scores, sup_labels), (final_scores, final_labels) = (
+        _unzip(items[kind]) for kind in AUROC_LABELS)
     n = len(rows)
     oracle_rate = oracle / n if n else None
     chosen_mean = sum(chosen) / n if n else None

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from eval.components import Unavailable
-from eval.reflection import reflection_markdown
-from eval.stats import align, metric_scores, paired_bootstrap, win_loss
+from eval.reflection import AUROC_LABELS, reflection_items, reflection_markdown
+from eval.stats import align, metric_scores, paired_auroc_bootstrap, paired_bootstrap, win_loss
 from eval.tasks import Scores, Task, jsonable
 from selfrag.decoding.run import PREDICTIONS, DecodeSettings
 from selfrag.decoding.wellformed import well_formed_summary
@@ -255,6 +255,60 @@ def compare_runs(
         "ties": outcomes.count("tie"),
     }
     return comparison, rows
+
+
+def compare_reflection(
+    a: SavedRun,
+    b: SavedRun,
+    task: Task,
+    golds: Mapping[str, Any],
+    *,
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Paired bootstrap of each reflection AUROC (IsRel, IsSup, final score; `eval.reflection.AUROC_LABELS`) of two
+    short-form Self-RAG runs over the same questions, resampling whole questions (`eval.stats.
+    paired_auroc_bootstrap`): does one generator's reflection separate better than the other's, beyond noise?
+
+    Returns:
+        kind -> {"label", the bootstrap fields, "items_a", "items_b"}, or {"unavailable": reason} where an AUROC is
+        undefined for a run (one class only).
+
+    Raises:
+        InputError: different question sets, or a prediction without a gold.
+    """
+    rows_a, rows_b = a.predictions(), b.predictions()
+    missing = [str(r["id"]) for r in (*rows_a, *rows_b) if str(r["id"]) not in golds]
+    if missing:
+        raise InputError(f"{len(missing)} prediction(s) have no gold, e.g. {missing[:5]}; pass gold=PATH, the "
+                         "runs' gold file")
+    items_a, items_b = reflection_items(task, rows_a, golds), reflection_items(task, rows_b, golds)
+    align(items_a["isrel"], items_b["isrel"])  # every kind holds every question: different sets fail here
+    out: dict[str, Any] = {}
+    for kind, label in AUROC_LABELS.items():
+        try:
+            result = paired_auroc_bootstrap(items_a[kind], items_b[kind], n_resamples=n_resamples, seed=seed,
+                                            confidence=confidence)
+        except InputError as err:  # one class only: this AUROC is undefined, the others may not be
+            out[kind] = {"unavailable": str(err)}
+            continue
+        out[kind] = {"label": label, **result.as_dict(), "items_a": sum(map(len, items_a[kind].values())),
+                     "items_b": sum(map(len, items_b[kind].values()))}
+    return out
+
+
+def reflection_comparison_lines(reflection: Mapping[str, Any]) -> list[str]:
+    """One terminal line per reflection AUROC of `compare_reflection`."""
+    lines = []
+    for kind, c in reflection.items():
+        if "unavailable" in c:
+            lines.append(f"{kind} AUROC: unavailable ({c['unavailable']})")
+            continue
+        lines.append(f"{kind} AUROC vs {c['label']} (questions resampled, n={c['n']}; items {c['items_a']} / "
+                     f"{c['items_b']}): a={c['mean_a']:.4f} b={c['mean_b']:.4f} a-b={c['difference']:+.4f} "
+                     f"[{c['confidence']:.0%} CI {c['ci_low']:+.4f}, {c['ci_high']:+.4f}] p={c['p_value']:.3f}")
+    return lines
 
 
 def comparison_line(comparison: Mapping[str, Any]) -> str:

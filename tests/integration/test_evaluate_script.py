@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from selfrag.io import InputError
 from tests.helpers import POPQA_ROWS, run_script, write_jsonl
 
 METHOD_OVERRIDES = {
@@ -118,6 +119,7 @@ def test_compare_writes_a_bootstrap_ci_and_refuses_other_questions(runs, tmp_pat
     assert [w["id"] for w in wins] == ["1", "2", "3"]
     assert comparison["wins"] + comparison["losses"] + comparison["ties"] == 3
     assert "95% CI" in proc.stdout
+    assert "reflection" not in comparison  # a baseline has no reflection tokens
 
     fewer = tmp_path / "fewer"
     shutil.copytree(runs["standard_rag"], fewer)
@@ -126,6 +128,29 @@ def test_compare_writes_a_bootstrap_ci_and_refuses_other_questions(runs, tmp_pat
     proc = run_script("compare", f"a={runs['selfrag']}", f"b={fewer}", f"output_dir={tmp_path / 'bad'}", check=False)
     assert proc.returncode == 2
     assert "error: the two runs cover different questions" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_compare_of_two_selfrag_runs_pairs_their_reflection_aurocs(runs, tmp_path):
+    from eval.reflection import AUROC_LABELS, reflection_items
+    from eval.stats import paired_auroc_bootstrap
+    from eval.tasks import get_task
+
+    twin = tmp_path / "twin"
+    shutil.copytree(runs["selfrag"], twin)
+    proc = run_script("compare", f"a={runs['selfrag']}", f"b={twin}", "n_resamples=300", f"output_dir={tmp_path / 'c'}")
+    reflection = json.loads((tmp_path / "c" / "comparison.json").read_text())["reflection"]
+    assert set(reflection) == set(AUROC_LABELS)
+    items = reflection_items(get_task("popqa"), _jsonl(twin / "predictions.jsonl"),
+                             {str(r["id"]): tuple(r["answers"]) for r in POPQA_ROWS})
+    for kind, result in reflection.items():
+        try:  # what the script wrote is the bootstrap of the saved candidates' items
+            expected = paired_auroc_bootstrap(items[kind], items[kind], n_resamples=300).as_dict()
+        except InputError as err:
+            assert result == {"unavailable": str(err)}
+            continue
+        assert {k: result[k] for k in expected} == expected and result["difference"] == 0.0
+        assert result["items_a"] == result["items_b"] == sum(map(len, items[kind].values()))
+        assert f"{kind} AUROC vs" in proc.stdout
 
 
 def test_results_table_lists_every_run_against_the_first(runs, tmp_path):

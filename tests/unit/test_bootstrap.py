@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from eval.components import Unavailable
-from eval.stats import BootstrapResult, align, bootstrap_mean, metric_scores, paired_bootstrap, win_loss
+from eval.reflection import auroc
+from eval.stats import (
+    BootstrapResult,
+    _ClusteredAUROC,
+    align,
+    bootstrap_auroc,
+    bootstrap_mean,
+    metric_scores,
+    paired_auroc_bootstrap,
+    paired_bootstrap,
+    win_loss,
+)
 from selfrag.io import InputError
 
 
@@ -115,3 +127,44 @@ def test_win_loss_rows():
     with pytest.raises(InputError, match="metric 'f1' is None"):
         win_loss(per_a, per_b, "f1")
     assert metric_scores(per_a, "match") == {"q1": 1.0, "q2": 0.0, "q3": 1.0}
+
+
+# --- AUROC over items grouped by question (questions resampled whole) ---
+
+def test_the_weighted_auroc_equals_the_auroc_of_the_repeated_items():
+    rng = np.random.default_rng(3)
+    items = {f"q{i}": [(float(rng.integers(0, 4)) / 4, bool(rng.random() < 0.4)) for _ in range(rng.integers(0, 4))]
+             for i in range(12)}  # scores on a coarse grid: many ties; some questions without items
+    ids = list(items)
+    clustered = _ClusteredAUROC(items, ids)
+    for _ in range(20):
+        counts = rng.integers(0, 3, size=len(ids))
+        repeated = [pair for q, c in zip(ids, counts) for _ in range(c) for pair in items[q]]
+        expected = auroc([s for s, _ in repeated], [y for _, y in repeated])
+        value = clustered.value(counts)
+        assert (expected is None and np.isnan(value)) or value == pytest.approx(expected)
+
+
+def test_paired_auroc_by_hand():
+    # a: q1 ranks its positive first, q2 its negative -> 3 of 4 pairs; b ranks both right -> 1.0.
+    a = {"q1": [(0.9, True), (0.2, False)], "q2": [(0.4, True), (0.6, False)]}
+    b = {"q1": [(0.9, True), (0.2, False)], "q2": [(0.6, True), (0.4, False)]}
+    result = paired_auroc_bootstrap(a, b, n_resamples=2000)
+    assert (result.n, result.mean_a, result.mean_b, result.difference) == (2, 0.75, 1.0, -0.25)
+    # resamples: {q1, q1} -> 1 - 1 = 0 (p 1/4), {q2, q2} -> 0 - 1 = -1 (1/4), {q1, q2} -> -0.25 (1/2)
+    assert (result.ci_low, result.ci_high, result.p_value) == (-1.0, 0.0, 1.0)
+    value, low, high = bootstrap_auroc(a, n_resamples=2000)
+    assert (value, low, high) == (0.75, 0.0, 1.0)
+
+
+def test_paired_auroc_of_identical_runs_and_bad_input():
+    items = {"q1": [(0.9, True), (0.2, False)], "q2": [(0.4, True), (0.6, False)], "q3": []}
+    result = paired_auroc_bootstrap(items, dict(items), n_resamples=300)
+    assert (result.difference, result.ci_low, result.ci_high, result.p_value) == (0.0, 0.0, 0.0, 1.0)
+    with pytest.raises(InputError, match="different questions"):
+        paired_auroc_bootstrap(items, {"q1": items["q1"]}, n_resamples=10)
+    one_class = {k: [(s, True) for s, _ in v] for k, v in items.items()}
+    with pytest.raises(InputError, match="run b: the AUROC needs positive and negative items, and the 4 item"):
+        paired_auroc_bootstrap(items, one_class, n_resamples=10)
+    with pytest.raises(InputError, match="no questions"):
+        bootstrap_auroc({})

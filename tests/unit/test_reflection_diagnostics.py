@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from eval.reflection import auroc, gold_texts, reflection_diagnostics, reflection_markdown, reliability
+from eval.reflection import (
+    auroc,
+    gold_texts,
+    reflection_diagnostics,
+    reflection_items,
+    reflection_markdown,
+    reliability,
+)
 from eval.tasks import get_task
 from eval.tasks.arc_challenge import ChoiceGold
 from selfrag import tokens as T
@@ -48,20 +55,23 @@ def cand(answer, passage_text=None, rel=None, sup=None):
     ), WEIGHTS)
 
 
+BY_HAND_ROWS = [
+    {"id": "a", "question": "Capital of France?", "answer": "Paris", "retrieved": True, "p_retrieve": 0.9,
+     "options": None, "candidates": [
+         cand("Paris", "Paris is the capital.", rel=0.9, sup=0.8),   # right, holds the answer
+         cand("Lyon", "Lyon is big.", rel=0.2, sup=0.3),            # wrong
+         cand("Lyon")]},                                            # no-retrieval path: wrong
+    {"id": "b", "question": "Capital of Germany?", "answer": "Munich", "retrieved": True, "p_retrieve": 0.3,
+     "options": None, "candidates": [
+         cand("Munich", "Munich is in Bavaria.", rel=0.6, sup=0.7),  # wrong (and chosen)
+         cand("Berlin", "Berlin is the capital of Germany.", rel=0.4, sup=0.6),  # right, holds the answer
+         cand("Berlin")]},                                          # no-retrieval path: right
+]
+BY_HAND_GOLDS = {"a": ("Paris",), "b": ("Berlin",)}
+
+
 def test_reflection_block_by_hand():
-    rows = [
-        {"id": "a", "question": "Capital of France?", "answer": "Paris", "retrieved": True, "p_retrieve": 0.9,
-         "options": None, "candidates": [
-             cand("Paris", "Paris is the capital.", rel=0.9, sup=0.8),   # right, holds the answer
-             cand("Lyon", "Lyon is big.", rel=0.2, sup=0.3),            # wrong
-             cand("Lyon")]},                                            # no-retrieval path: wrong
-        {"id": "b", "question": "Capital of Germany?", "answer": "Munich", "retrieved": True, "p_retrieve": 0.3,
-         "options": None, "candidates": [
-             cand("Munich", "Munich is in Bavaria.", rel=0.6, sup=0.7),  # wrong (and chosen)
-             cand("Berlin", "Berlin is the capital of Germany.", rel=0.4, sup=0.6),  # right, holds the answer
-             cand("Berlin")]},                                          # no-retrieval path: right
-    ]
-    golds = {"a": ("Paris",), "b": ("Berlin",)}
+    rows, golds = BY_HAND_ROWS, BY_HAND_GOLDS
     per_question = {"a": {"match": 1.0}, "b": {"match": 0.0}}
     block = reflection_diagnostics(get_task("popqa"), rows, golds, per_question, WEIGHTS)
     assert block["oracle"] == 1.0 and block["chosen"] == 0.5 and block["chosen_over_oracle"] == 0.5
@@ -82,6 +92,15 @@ def test_reflection_block_by_hand():
     assert (block["passage_pick_n"], block["passage_pick_reflection"], block["passage_pick_first"]) == (2, 0.5, 0.5)
     text = reflection_markdown(block)
     assert "| chosen / oracle | 0.500 |" in text and "| [0.8, 1.0] | 1 | 100.0% | 0.0% |" in text
+
+
+def test_reflection_items_are_the_blocks_items_grouped_by_question():
+    items = reflection_items(get_task("popqa"), BY_HAND_ROWS, BY_HAND_GOLDS)
+    assert items["isrel"] == {"a": [(0.9, True), (0.2, False)], "b": [(0.6, False), (0.4, True)]}
+    assert items["issup"] == {"a": [(0.8, True), (0.3, False)], "b": [(0.7, False), (0.6, True)]}
+    assert items["final"]["b"] == [(0.6, False), (0.4, True), (0.0, True)]  # the no-retrieval candidate scores 0
+    pairs = [p for q in items["final"].values() for p in q]
+    assert auroc([s for s, _ in pairs], [y for _, y in pairs]) == pytest.approx(5.5 / 9)  # the block's final AUROC
 
 
 def test_reflection_block_without_the_no_retrieval_path_has_no_usefulness_table():
