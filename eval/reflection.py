@@ -9,6 +9,11 @@ run (every question decoded into candidates; `decoding.score_all_paths=true` add
 - **IsRel AUROC** against "the candidate's passage contains a gold answer" (`selfrag.retrieval.evaluation.
   contains_answer`, the test of answer recall@k), over candidates with a passage and an IsRel score;
 - **IsSup AUROC** and **final-score AUROC** against "the candidate is right", over candidates with that score;
+- **IsRel within a question**: over pairs of one question's passages where one holds a gold answer and the other
+  does not, how often IsRel scores the answer-bearing one higher (ties half), against how often the retriever put
+  it first (passage candidates are saved in retrieval order). The AUROC above pools passages of all questions, so
+  it also rewards knowing *which questions* have answerable passages; choosing among a question's passages needs
+  this one;
 - **passage choice vs retrieval order**: over questions with passage candidates, how often the candidate the run's
   weights pick among the passages (`mode=always`) is right, against the candidate of the retriever's first passage:
   if reflection cannot beat the retriever's order, it is not choosing passages;
@@ -114,6 +119,19 @@ def _row_items(task: Task, row: Mapping[str, Any], gold: Any) -> tuple[bool, dic
     return any_right, items
 
 
+def _within_question(isrel_items: Sequence[tuple[float, bool]]) -> list[tuple[float, float]]:
+    """Per (answer-bearing, answer-less) pair of one question's passages, in retrieval order: (IsRel credit: 1 when
+    the answer-bearing passage scores higher, 0.5 on a tie, retriever credit: 1 when it comes first)."""
+    pairs = []
+    for i, (score_i, holds_i) in enumerate(isrel_items):
+        for score_j, holds_j in isrel_items[i + 1:]:
+            if holds_i != holds_j:
+                positive, negative = (score_i, score_j) if holds_i else (score_j, score_i)
+                isrel = 1.0 if positive > negative else 0.5 if positive == negative else 0.0
+                pairs.append((isrel, 1.0 if holds_i else 0.0))
+    return pairs
+
+
 def _unzip(pairs: Sequence[tuple[float, bool]]) -> tuple[list[float], list[bool]]:
     return [s for s, _ in pairs], [y for _, y in pairs]
 
@@ -168,12 +186,14 @@ def reflection_diagnostics(
     chosen = []
     paths: list[tuple[float, bool, bool]] = []
     passage_picks: list[tuple[bool, bool]] = []
+    within: list[tuple[float, float]] = []
     for row in rows:
         row_id = str(row["id"])
         gold = golds[row_id]
         any_right, row_items = _row_items(task, row, gold)
         for kind, pairs in row_items.items():
             items[kind] += pairs
+        within += _within_question(row_items["isrel"])
         oracle += any_right
         value = per_question[row_id][primary]
         chosen.append(float(value) if isinstance(value, (int, float)) else 0.0)
@@ -205,6 +225,9 @@ def reflection_diagnostics(
         "isrel_auroc": auroc(rel_scores, rel_labels),
         "isrel_n": len(rel_scores),
         "isrel_positive_rate": sum(rel_labels) / len(rel_labels) if rel_labels else None,
+        "isrel_pairs_n": len(within),
+        "isrel_within_question": sum(r for r, _ in within) / len(within) if within else None,
+        "retriever_within_question": sum(f for _, f in within) / len(within) if within else None,
         "issup_auroc": auroc(sup_scores, sup_labels),
         "issup_n": len(sup_scores),
         "final_auroc": auroc(final_scores, final_labels),
@@ -236,6 +259,9 @@ def reflection_markdown(block: Mapping[str, Any]) -> str:
         f"| chosen / oracle | {num(block['chosen_over_oracle'])} |",
         f"| IsRel AUROC vs passage holds a gold answer (n={block['isrel_n']}, "
         f"{num(block['isrel_positive_rate'], True)} hold one) | {num(block['isrel_auroc'])} |",
+        f"| IsRel within a question: answer-bearing passage scored above an answer-less one "
+        f"(n={block.get('isrel_pairs_n', 0)} pairs) | {num(block.get('isrel_within_question'), True)} |",
+        f"| the same for the retriever's order | {num(block.get('retriever_within_question'), True)} |",
         f"| IsSup AUROC vs candidate right (n={block['issup_n']}) | {num(block['issup_auroc'])} |",
         f"| final score AUROC vs candidate right (n={block['final_n']}, "
         f"{num(block['candidates_right_rate'], True)} right) | {num(block['final_auroc'])} |",

@@ -77,6 +77,8 @@ def test_reflection_block_by_hand():
     assert block["oracle"] == 1.0 and block["chosen"] == 0.5 and block["chosen_over_oracle"] == 0.5
     # IsRel: positives {0.9, 0.4}, negatives {0.2, 0.6} -> 3 of 4 pairs
     assert block["isrel_auroc"] == 0.75 and block["isrel_n"] == 4 and block["isrel_positive_rate"] == 0.5
+    # within a question: a ranks Paris (first) above Lyon, b Munich (first, answer-less) above Berlin
+    assert (block["isrel_pairs_n"], block["isrel_within_question"], block["retriever_within_question"]) == (2, .5, .5)
     # IsSup vs right: positives {0.8, 0.6}, negatives {0.3, 0.7} -> 3 of 4
     assert block["issup_auroc"] == 0.75
     # final (= IsRel; no-retrieval candidates score 0): positives {0.9, 0.4, 0}, negatives {0.2, 0, 0.6}
@@ -132,6 +134,9 @@ def test_passage_choice_against_the_retrievers_order():
     assert block["passage_pick_n"] == 4
     assert block["passage_pick_reflection"] == 0.75  # c, f, h
     assert block["passage_pick_first"] == 0.5  # e, f
+    # one answer-bearing / answer-less pair per question c, e, f, h: IsRel ranks c, f, h right; the retriever e, f
+    assert (block["isrel_pairs_n"], block["isrel_within_question"], block["retriever_within_question"]) == (4, .75, .5)
     text = reflection_markdown(block)
     assert "| among passages (n=4): the weights' pick right | 75.0% |" in text
     assert "| among passages: the retriever's first passage's candidate right | 50.0% |" in text
+    assert "(n=4 pairs) | 75.0% |" in text and "| the same for the retriever's order | 50.0% |" in text
