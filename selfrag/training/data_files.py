@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from selfrag.io import InputError, iter_jsonl, write_jsonl_atomic
-from selfrag.training.sft_data import strip_reflection_example
+from selfrag.training.sft_data import SUPERVISE_KEY, strip_reflection_example
 
 TRAIN_FILE = "train.jsonl"
 DEV_FILE = "dev.jsonl"
@@ -102,7 +102,9 @@ def prepare_training_files(
     - `dev` empty and `dev_fraction > 0`: a dev set is split off the training rows (`split_dev`), and both parts are
       written to `out_dir/train.jsonl` and `out_dir/dev.jsonl`.
     - `strip_reflection`: every row (train and dev) is written with `strip_reflection_example` applied, i.e. with
-      no reflection tokens and no passages: the "same data, no reflection tokens" baseline.
+      no reflection tokens and no passages: the "same data, no reflection tokens" baseline; rows with a
+      `supervise` key (judgement-only rows, `selfrag.training.sft_data.SUPERVISE_KEY`) are left out, since nothing
+      of them remains without the tokens.
     - otherwise the given files are used as they are and nothing is written.
 
     Files are written via a temporary file and rename, byte-identical on every call with the same inputs; a split
@@ -138,10 +140,14 @@ def prepare_training_files(
     else:
         dev_rows = _read(dev_paths)
     if strip_reflection:
-        train_rows = [strip_reflection_example(r) for r in train_rows]
-        dev_rows = [strip_reflection_example(r) for r in dev_rows]
+        judgement_only = sum(bool(r.get(SUPERVISE_KEY)) for r in (*train_rows, *dev_rows))
+        train_rows = [strip_reflection_example(r) for r in train_rows if not r.get(SUPERVISE_KEY)]
+        dev_rows = [strip_reflection_example(r) for r in dev_rows if not r.get(SUPERVISE_KEY)]
         notes.append("reflection tokens and passages removed from every output "
                      "(selfrag.training.sft_data.strip_reflection_example)")
+        if judgement_only:  # they teach reflection tokens only: nothing of them is left without the tokens
+            notes.append(f"{judgement_only} row(s) with a `{SUPERVISE_KEY}` key (reflection-token judgements only) "
+                         "left out")
     if not train_rows:
         raise InputError(f"{', '.join(map(str, train_paths))}: no training rows; check data.train")
     write_jsonl_atomic(train_out, train_rows)

@@ -93,6 +93,34 @@ def _special_ids(tokenizer: Any) -> tuple[int | None, int | None, frozenset[int]
     return vocab.get(T.PARAGRAPH_OPEN), vocab.get(T.PARAGRAPH_CLOSE), reflection, vocab.get(T.IRRELEVANT)
 
 
+#: Optional row key: the token groups (of `WEIGHT_GROUPS`) that alone are trained on in that row, e.g.
+#: `"supervise": ["isrel"]` for a judgement-only row `[Retrieval]<paragraph>...</paragraph>[Irrelevant]` that teaches
+#: the IsRel token and nothing after it (no EOS is appended to such a row, so it never teaches stopping there).
+SUPERVISE_KEY = "supervise"
+
+
+def supervised_groups(value: Any, where: str) -> tuple[str, ...] | None:
+    """A row's `supervise` value checked: None (the whole output is trained on, as usual) or a non-empty list of
+    `WEIGHT_GROUPS` names.
+
+    Raises:
+        InputError: anything else (the message names `where`, e.g. file:line, and the key).
+    """
+    if value is None:
+        return None
+    if (not isinstance(value, list) or not value or not all(isinstance(g, str) for g in value)
+            or any(g not in WEIGHT_GROUPS for g in value)):
+        raise InputError(f"{where}: {SUPERVISE_KEY!r} must be a non-empty list of token groups from "
+                         f"{', '.join(WEIGHT_GROUPS)} (e.g. [\"isrel\"]), got {value!r}; leave it out to train on "
+                         "the whole output")
+    return tuple(value)
+
+
+def _group_ids(vocab: Mapping[str, int], groups: Sequence[str] | None) -> frozenset[int] | None:
+    """The token ids of `groups` (None: no restriction)."""
+    return frozenset(vocab[t] for g in groups for t in WEIGHT_GROUPS[g] if t in vocab) if groups else None
+
+
 def _weight(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise InputError(f"{where}={value!r}: a loss weight must be a number >= 0")
@@ -214,8 +242,10 @@ def _encode(
     special: tuple[int | None, int | None, frozenset[int], int | None],
     prompt_style: str = "selfrag",
     supervise_irrelevant_answers: bool = True,
+    only_ids: frozenset[int] | None = None,
 ) -> tuple[str, dict[str, list] | None]:
-    """Encode one row; return (outcome, example or None). See `tokenize_example` for the contract."""
+    """Encode one row; return (outcome, example or None). See `tokenize_example` for the contract. With `only_ids`
+    (a row's `supervise` groups as token ids) only those tokens are trained on and no EOS is appended."""
     open_id, close_id, reflection_ids, irrelevant_id = special
     if open_id is None and T.PARAGRAPH_OPEN in output:
         raise InputError(
@@ -227,11 +257,15 @@ def _encode(
     prompt = _prompt_ids(tokenizer, prompt_text(tokenizer, prompt_style, instruction, input_text),
                          add_special_tokens=prompt_style != "chat")
     # Tokenised apart from the prompt and concatenated, so the prompt/target boundary is exact by construction.
-    target = list(tokenizer(output, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+    target = list(tokenizer(output, add_special_tokens=False)["input_ids"])
+    if only_ids is None:
+        target.append(tokenizer.eos_token_id)
     supervised = supervised_target_mask(
         target, open_id, close_id, supervise_close=supervise_close, reflection_ids=reflection_ids,
         irrelevant_id=None if supervise_irrelevant_answers else irrelevant_id,
     )
+    if only_ids is not None:
+        supervised = [keep and token in only_ids for token, keep in zip(target, supervised)]
     if not any(supervised):
         return _UNSUPERVISED, None
     input_ids = prompt + target
@@ -262,6 +296,7 @@ def tokenize_example(
     supervise_close: bool = True,
     prompt_style: str = "selfrag",
     supervise_irrelevant_answers: bool = True,
+    supervise: Sequence[str] | None = None,
 ) -> dict[str, list] | None:
     """Token ids and labels of one SFT example, or None when it cannot be trained on.
 
@@ -269,7 +304,8 @@ def tokenize_example(
     supervised reflection-token positions it covers (`reflection_weight_tokens`), 1.0 at other supervised positions,
     0.0 where the label is -100). Labels are the token ids themselves (not shifted); -100 marks the prompt and the
     passage contents (and each `</paragraph>` unless `supervise_close`, and each answer after `[Irrelevant]` unless
-    `supervise_irrelevant_answers`; see `supervised_target_mask`).
+    `supervise_irrelevant_answers`; see `supervised_target_mask`). With `supervise` (a row's `supervise` key: token
+    groups of `WEIGHT_GROUPS`) only the tokens of those groups are trained on, and no EOS is appended.
 
     Returns None for a row with no supervised token, and for a row longer than `max_length` when
     `overflow="drop"` or when truncating it (from the right) leaves nothing supervised.
@@ -281,6 +317,8 @@ def tokenize_example(
         weights=reflection_weight_ids(tokenizer, reflection_weight), supervise_close=supervise_close,
         special=_special_ids(tokenizer),
         prompt_style=prompt_style, supervise_irrelevant_answers=supervise_irrelevant_answers,
+        only_ids=_group_ids(tokenizer.get_vocab(), supervised_groups(
+            list(supervise) if supervise is not None else None, "tokenize_example(supervise=...)")),
     )
     return example
 
@@ -295,7 +333,7 @@ def strip_reflection_example(row: dict[str, Any]) -> dict[str, Any]:
 
 def _read_rows(paths: Sequence[Path], *, has_paragraph_token: bool) -> dict[str, list[str]]:
     """instruction/input/output columns of all files, checking each row (errors name file:line and the key)."""
-    columns: dict[str, list[str]] = {"instruction": [], "input": [], "output": []}
+    columns: dict[str, list[str]] = {"instruction": [], "input": [], "output": [], SUPERVISE_KEY: []}
     for path in paths:
         for line_no, row in iter_jsonl(path):
             for key in ("instruction", "output"):
@@ -314,9 +352,11 @@ def _read_rows(paths: Sequence[Path], *, has_paragraph_token: bool) -> dict[str,
                     "tokens, so passages cannot be masked; tokenise with "
                     "selfrag.training.sft_data.load_training_tokenizer(base_model_dir)"
                 )
+            groups = supervised_groups(row.get(SUPERVISE_KEY), f"{path}:{line_no}")
             columns["instruction"].append(row["instruction"])
             columns["input"].append(row.get("input") or "")
             columns["output"].append(row["output"])
+            columns[SUPERVISE_KEY].append(",".join(groups or ()))  # "" = the whole output
     return columns
 
 
@@ -370,11 +410,14 @@ def _encode_batch(
     }
     if reflection_weight is not None:
         out["loss_weights"] = []
-    for instruction, input_text, output in zip(batch["instruction"], batch["input"], batch["output"]):
+    vocab = tokenizer.get_vocab()
+    for instruction, input_text, output, groups in zip(batch["instruction"], batch["input"], batch["output"],
+                                                       batch[SUPERVISE_KEY]):
+        only_ids = _group_ids(vocab, groups.split(",") if groups else None)
         status, example = _encode(
             tokenizer, instruction, input_text, output, max_length=max_length, overflow=overflow,
             weights=weights, supervise_close=supervise_close, special=special, prompt_style=prompt_style,
-            supervise_irrelevant_answers=supervise_irrelevant_answers,
+            supervise_irrelevant_answers=supervise_irrelevant_answers, only_ids=only_ids,
         )
         example = example or {"input_ids": [], "labels": [], "loss_weights": []}
         # Position 0 is never predicted (labels are shifted in the loss), so counts start at 1.

@@ -152,6 +152,36 @@ def test_loss_weights_on_named_token_groups_only(tokenizer, tmp_path):
             load_sft_dataset(data, tokenizer, max_length=512, reflection_weight=bad)
 
 
+JUDGEMENT = "[Retrieval]<paragraph>paris is a city</paragraph>[Irrelevant]"
+
+
+def test_a_judgement_only_row_trains_its_named_groups_alone_and_no_eos(tokenizer, tmp_path):
+    """`supervise: ["isrel"]`: only `[Irrelevant]` is a label; `[Retrieval]`, the markup and the passage are not,
+    and no EOS follows (the row must not teach stopping after the judgement)."""
+    example = tokenize_example(tokenizer, INSTRUCTION, "", JUDGEMENT, max_length=512, supervise=["isrel"])
+    assert example["labels"] == [-100] * len(PROMPT) + _ids(tokenizer, [X, X, X, X, X, X, X, "[Irrelevant]"])
+    assert example["input_ids"][-1] == tokenizer.convert_tokens_to_ids("[Irrelevant]")
+    # a whole row keeps its usual labels when it names the groups of all its reflection tokens
+    both = tokenize_example(tokenizer, INSTRUCTION, "", ONE_SPAN, max_length=512, supervise=["isrel", "issup"])
+    assert both["labels"] == [-100] * len(PROMPT) + _ids(tokenizer, [X, X, X, X, X, X, X, "[Relevant]", X, X, X, X,
+                                                                      X, "[Fully supported]", X])
+    data = _write(tmp_path / "mixed.jsonl", [
+        {"instruction": INSTRUCTION, "input": "", "output": ONE_SPAN},
+        {"instruction": INSTRUCTION, "input": "", "output": JUDGEMENT, "supervise": ["isrel"]},
+    ])
+    dataset, stats = load_sft_dataset(data, tokenizer, max_length=512, reflection_weight={"isrel": 4})
+    assert dataset[0]["labels"] == tokenize_example(tokenizer, INSTRUCTION, "", ONE_SPAN, max_length=512)["labels"]
+    assert dataset[1]["labels"] == example["labels"] and dataset[1]["n_supervised"] == 1
+    assert dataset[1]["loss_weights"][-1] == 4.0 and dataset[1]["weight_sum"] == 4.0
+    assert stats.supervised_tokens == len([t for t in ONE_SPAN_LABELS if t is not None]) + 1
+    for bad in ("isrel", [], ["relevance"], [4]):
+        path = _write(tmp_path / "bad_supervise.jsonl", [
+            {"instruction": INSTRUCTION, "output": ONE_SPAN},
+            {"instruction": INSTRUCTION, "output": JUDGEMENT, "supervise": bad}])
+        with pytest.raises(InputError, match=r"bad_supervise\.jsonl:2: 'supervise' must be a non-empty list"):
+            load_sft_dataset(path, tokenizer, max_length=512)
+
+
 def test_overflow_truncate_and_drop(tokenizer):
     cut = tokenize_example(tokenizer, INSTRUCTION, "", ONE_SPAN, max_length=len(PROMPT) + 4)
     assert cut["labels"] == [-100] * len(PROMPT) + _ids(tokenizer, ["[Retrieval]", "<paragraph>", X, X])

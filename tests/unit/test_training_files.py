@@ -57,3 +57,13 @@ def test_prepared_files(tmp_path):
     with pytest.raises(InputError, match="data.train=.*missing.jsonl: no such file"):
         prepare_training_files(tmp_path / "missing.jsonl", None, dev_fraction=0, strip_reflection=True,
                                out_dir=tmp_path / "d")
+
+
+def test_the_stripped_baseline_leaves_judgement_only_rows_out(tmp_path):
+    source = tmp_path / "src.jsonl"
+    rows = _rows(3) + [{"instruction": "q0", "input": "", "output": "[Retrieval]<paragraph>p</paragraph>[Irrelevant]",
+                        "id": "0/isrel", "supervise": ["isrel"]}]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    files = prepare_training_files(source, None, dev_fraction=0, strip_reflection=True, out_dir=tmp_path / "d")
+    assert [r["id"] for r in read_jsonl(files.train[0])] == ["0-0", "1-0", "2-0"]
+    assert "1 row(s) with a `supervise` key (reflection-token judgements only) left out" in files.notes
