@@ -27,7 +27,7 @@ from typing import Any
 from eval.components import Unavailable
 from eval.reflection import AUROC_LABELS, reflection_items, reflection_markdown
 from eval.stats import align, metric_scores, paired_auroc_bootstrap, paired_bootstrap, win_loss
-from eval.tasks import Scores, Task, jsonable
+from eval.tasks import Scores, Task, jsonable, require_golds
 from selfrag.decoding.run import PREDICTIONS, DecodeSettings
 from selfrag.decoding.wellformed import well_formed_summary
 from selfrag.io import InputError, iter_jsonl, read_json, read_jsonl, write_jsonl_atomic, write_text_atomic
@@ -279,10 +279,7 @@ def compare_reflection(
         InputError: different question sets, or a prediction without a gold.
     """
     rows_a, rows_b = a.predictions(), b.predictions()
-    missing = [str(r["id"]) for r in (*rows_a, *rows_b) if str(r["id"]) not in golds]
-    if missing:
-        raise InputError(f"{len(missing)} prediction(s) have no gold, e.g. {missing[:5]}; pass gold=PATH, the "
-                         "runs' gold file")
+    require_golds((*rows_a, *rows_b), golds)
     items_a, items_b = reflection_items(task, rows_a, golds), reflection_items(task, rows_b, golds)
     align(items_a["isrel"], items_b["isrel"])  # every kind holds every question: different sets fail here
     out: dict[str, Any] = {}

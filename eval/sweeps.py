@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.components import Unavailable
-from eval.tasks import Scores, Task, jsonable
+from eval.tasks import Scores, Task, jsonable, require_golds
 from selfrag.decoding.critique import RewardWeights
 from selfrag.decoding.records import rerank
 from selfrag.io import InputError
@@ -113,10 +113,7 @@ class RerankScorer:
     """
 
     def __init__(self, rows: Sequence[Mapping[str, Any]], task: Task, golds: Mapping[str, Any]) -> None:
-        missing = [r["id"] for r in rows if str(r["id"]) not in golds]
-        if missing:
-            raise InputError(f"{len(missing)} prediction id(s) have no gold, e.g. {missing[:5]}; "
-                             "score against the gold file of the run (gold=PATH)")
+        require_golds(rows, golds)
         self.rows = list(rows)
         self.task = task
         self.golds = golds

@@ -4,7 +4,7 @@
         retriever.k=10 output_dir=outputs/retrieved_train
     python scripts/judgement_rows.py retrieved=outputs/retrieved_train/retrieved.jsonl k=10 \\
         dataset_name=popqa_longtail_train output_dir=outputs/judgements
-    python scripts/train_generator.py \
+    python scripts/train_generator.py \\
         'data.train=[artifacts/generator-data-distilled/train.jsonl,outputs/judgements/train.jsonl]' ...
 
 Only training questions belong here: the rows carry the questions' passages and gold-derived labels.

@@ -58,6 +58,18 @@ def read_golds(task: Task, path: str | os.PathLike[str]) -> dict[str, Any]:
     return golds
 
 
+def require_golds(rows: Iterable[Mapping[str, Any]], golds: Mapping[str, Any]) -> None:
+    """Check, before any scoring, that every prediction row's id has a gold (for tools that re-score saved runs).
+
+    Raises:
+        InputError: ids without a gold (counting them, listing up to 5), naming the `gold=PATH` override.
+    """
+    missing = [str(r["id"]) for r in rows if str(r["id"]) not in golds]
+    if missing:
+        raise InputError(f"{len(missing)} prediction id(s) have no gold, e.g. {missing[:5]}; "
+                         "score against the gold file of the run (gold=PATH)")
+
+
 def score_predictions(
     task: Task, predictions: Iterable[Mapping[str, Any]], golds: Mapping[str, Any]
 ) -> dict[str, Scores]:
