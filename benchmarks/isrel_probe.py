@@ -12,6 +12,10 @@ passage block (`Backend.score`, transformers backend, fp32) — and prints per m
 - over the questions where some passage of the `--k` holds an answer, how often the passage IsRel ranks first holds
   one, against the retriever's first passage (the within-question choice the decoder makes).
 
+The same two numbers are printed first for two references that need no model, on the same passages: the retriever's
+own score, and (PopQA rows) "the passage's title is the question's subject" (`s_wiki_title`), the retriever's order
+breaking ties. They say what a passage-judging signal reaches here without reading.
+
 A model is an adapter directory (`final/` of a training run) or a training checkpoint (`checkpoints/step-N/` of a
 LoRA run, given with `--template` = that run's `final/` or any adapter of the same configuration, whose config and
 tokenizer it borrows; `selfrag.training.checkpoints.adapter_from_checkpoint`): so IsRel can be followed along one
@@ -82,8 +86,9 @@ def probe(adapter: Path, rows: list[dict], passages: list[tuple[Passage, ...]], 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--retrieved", type=Path, required=True, help="scripts/retrieve.py output (rows with ctxs)")
-    parser.add_argument("--model", type=Path, action="append", required=True,
-                        help="an adapter directory or a LoRA checkpoint directory (repeatable)")
+    parser.add_argument("--model", type=Path, action="append", default=[],
+                        help="an adapter directory or a LoRA checkpoint directory (repeatable; none: only the "
+                             "references are printed)")
     parser.add_argument("--template", type=Path, help="adapter whose config and tokenizer checkpoints borrow")
     parser.add_argument("--k", type=int, default=10, help="passages per question (the first k retrieved)")
     args = parser.parse_args()
@@ -96,6 +101,22 @@ def main() -> None:
     print(f"questions: {len(rows)}, passages: {n_pairs}, holding a gold answer: {sum(map(sum, labels))}; "
           f"questions with one among the first {args.k}: {len(holds)}; "
           f"retriever's first passage holds one: {sum(labels[i][0] for i in holds)}")
+    def report(name: str, scores: list[list[float]], seconds: float | None = None) -> None:
+        value, low, high = bootstrap_auroc({str(i): list(zip(s, y, strict=True))
+                                            for i, (s, y) in enumerate(zip(scores, labels, strict=True))})
+        picked = sum(labels[i][int(np.argmax(scores[i]))] for i in holds)
+        line = (f"{name}: AUROC {value:.3f} [{low:.3f}, {high:.3f}]; its top passage holds an answer "
+                f"{picked}/{len(holds)}")
+        print(line if seconds is None else f"{line}; p>0.5 for {sum(s > 0.5 for q in scores for s in q)}/{n_pairs} "
+                                            f"passages ({seconds:.0f} s)")
+
+    # references: what signals without a model reach on the same passages
+    if all(p.score is not None for ps in passages for p in ps):
+        report("reference, the retriever's score", [[p.score for p in ps] for ps in passages])
+    if all(row.get("s_wiki_title") for row in rows):
+        report("reference, the passage's title is the question's subject (PopQA s_wiki_title; retriever order "
+               "breaks ties)", [[float(p.title.strip().lower() == row["s_wiki_title"].strip().lower()) - j * 1e-3
+                                  for j, p in enumerate(ps)] for row, ps in zip(rows, passages, strict=True)])
     with tempfile.TemporaryDirectory(prefix="isrel_probe-") as tmp:
         for model in args.model:
             adapter = model
@@ -105,13 +126,7 @@ def main() -> None:
                 adapter = adapter_from_checkpoint(model, args.template,
                                                   Path(tmp) / f"{model.parent.parent.name}-{model.name}")
             scores, seconds = probe(adapter, rows, passages, temporary=adapter != model)
-            value, low, high = bootstrap_auroc({str(i): list(zip(s, y, strict=True))
-                                                for i, (s, y) in enumerate(zip(scores, labels, strict=True))})
-            picked = sum(labels[i][int(np.argmax(scores[i]))] for i in holds)
-            relevant = sum(s > 0.5 for q in scores for s in q)
-            print(f"{model}: IsRel AUROC {value:.3f} [{low:.3f}, {high:.3f}]; top-IsRel passage holds an answer "
-                  f"{picked}/{len(holds)}; p>0.5 for {relevant}/{n_pairs} passages ({seconds:.0f} s)")
-
+            report(f"{model}: IsRel", scores, seconds)
 
 if __name__ == "__main__":
     main()
