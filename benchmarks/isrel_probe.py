@@ -101,6 +101,7 @@ def main() -> None:
     print(f"questions: {len(rows)}, passages: {n_pairs}, holding a gold answer: {sum(map(sum, labels))}; "
           f"questions with one among the first {args.k}: {len(holds)}; "
           f"retriever's first passage holds one: {sum(labels[i][0] for i in holds)}")
+
     def report(name: str, scores: list[list[float]], seconds: float | None = None) -> None:
         value, low, high = bootstrap_auroc({str(i): list(zip(s, y, strict=True))
                                             for i, (s, y) in enumerate(zip(scores, labels, strict=True))})
@@ -127,6 +128,7 @@ def main() -> None:
                                                   Path(tmp) / f"{model.parent.parent.name}-{model.name}")
             scores, seconds = probe(adapter, rows, passages, temporary=adapter != model)
             report(f"{model}: IsRel", scores, seconds)
+
 
 if __name__ == "__main__":
     main()
