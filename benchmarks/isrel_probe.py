@@ -92,6 +92,13 @@ def main() -> None:
     parser.add_argument("--template", type=Path, help="adapter whose config and tokenizer checkpoints borrow")
     parser.add_argument("--k", type=int, default=10, help="passages per question (the first k retrieved)")
     args = parser.parse_args()
+    # Every path checked before anything is read or loaded: a typo costs one line, not a traceback minutes in.
+    if not args.retrieved.is_file():
+        parser.error(f"--retrieved {args.retrieved}: no such file; pass the retrieved.jsonl of scripts/retrieve.py")
+    for path in [*args.model, *([args.template] if args.template else [])]:
+        if not path.is_dir():
+            parser.error(f"{path}: no such directory; --model and --template take an adapter directory (final/ of "
+                         "a training run) or a LoRA checkpoint (checkpoints/step-N/), by path")
 
     rows = list(read_jsonl(args.retrieved))
     passages = [passages_from_row(row, f"{args.retrieved}:{n + 1}", str(n))[:args.k] for n, row in enumerate(rows)]

@@ -248,3 +248,23 @@ def test_a_question_longer_than_the_model_is_refused_with_its_id(f, tmp_path):
     proc = run_script("infer", *infer(f, f"data.path={f.long}", f"output_dir={out}"), check=False)
     assert_one_clear_line(proc, "question id='long-q' does not fit the model's context of 512 tokens")
     assert not (out / "predictions.jsonl").exists()
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--retrieved", "no/such/retrieved.jsonl"], "--retrieved no/such/retrieved.jsonl: no such file"),
+    (["--model", "shipped=artifacts/selfrag-smollm2-135m"],
+     "shipped=artifacts/selfrag-smollm2-135m: no such directory"),
+], ids=["retrieved", "model-name-form"])
+def test_isrel_probe_refuses_bad_paths_before_reading_anything(f, args, fragment):
+    """The diagnosis script (argparse, not Hydra) checks its paths first: exit 2, its usage and one error line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    if "--retrieved" not in args:
+        args = ["--retrieved", str(f.good), *args]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "isrel_probe.py"), *args], cwd=root,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert fragment in proc.stderr.splitlines()[-1], proc.stderr
