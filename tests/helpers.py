@@ -181,16 +181,16 @@ def write_tsv_corpus(path, rows):
     return path
 
 
-def run_script(name, *overrides, check=True):
-    """Run `scripts/<name>.py` with Hydra overrides as a user would (offline); fail with its output unless `check`
-    is False."""
+def run_script(name, *overrides, check=True, folder="scripts"):
+    """Run `<folder>/<name>.py` (a script by default, or e.g. a benchmark) with its arguments as a user would
+    (offline); fail with its output unless `check` is False."""
     import os
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, str(root / "scripts" / f"{name}.py"), *overrides], cwd=root, env=env,
+    proc = subprocess.run([sys.executable, str(root / folder / f"{name}.py"), *overrides], cwd=root, env=env,
                           capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

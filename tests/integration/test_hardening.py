@@ -257,14 +257,8 @@ def test_a_question_longer_than_the_model_is_refused_with_its_id(f, tmp_path):
 ], ids=["retrieved", "model-name-form"])
 def test_isrel_probe_refuses_bad_paths_before_reading_anything(f, args, fragment):
     """The diagnosis script (argparse, not Hydra) checks its paths first: exit 2, its usage and one error line."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
     if "--retrieved" not in args:
         args = ["--retrieved", str(f.good), *args]
-    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "isrel_probe.py"), *args], cwd=root,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_script("isrel_probe", *args, check=False, folder="benchmarks")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert fragment in proc.stderr.splitlines()[-1], proc.stderr
