@@ -3,7 +3,9 @@
 Reads `outputs/dev/popqa/<run>/predictions.jsonl` of Self-RAG evaluate runs on the PopQA long-tail dev split and
 counts, over passage candidates: the share where the model wrote `[Relevant]`, the share whose passage holds a gold
 answer (`critic.grounded.contains`), and for those, how often the answer is right after `[Relevant]` and after
-`[Irrelevant]`. Used for docs/results/dev-retrain/README.md.
+`[Irrelevant]`, and how many answers are empty or the abstention of `distill_answers.py abstain_unknown=true`
+(`critic.self_distill.ABSTENTION`), over all passages and over those holding a gold answer (reads lost to it).
+Used for docs/results/dev-retrain/README.md.
 
     python benchmarks/isrel_decisions.py RUN [RUN ...]
 """
@@ -15,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from critic.grounded import contains
+from critic.self_distill import ABSTENTION
 from selfrag import tokens as T
 from selfrag.io import read_jsonl
 
@@ -27,7 +30,7 @@ def _share(part: int, whole: int) -> str:
 
 def decisions(run_dir: Path, gold: dict[str, list[str]]) -> Counter:
     """Counts over the passage candidates of one run (keys: candidates, relevant, holds, holds_relevant,
-    right_relevant, holds_irrelevant, right_irrelevant, empty)."""
+    right_relevant, holds_irrelevant, right_irrelevant, empty, abstained, holds_abstained)."""
     counts: Counter = Counter()
     for row in read_jsonl(run_dir / "predictions.jsonl"):
         answers = gold[str(row["id"])]
@@ -38,7 +41,9 @@ def decisions(run_dir: Path, gold: dict[str, list[str]]) -> Counter:
             says_relevant = candidate["text"].startswith(T.RELEVANT)
             holds = any(contains(candidate["passage_text"], a) for a in answers)
             right = any(contains(answer, a) for a in answers)
-            counts.update(candidates=1, relevant=says_relevant, holds=holds, empty=not answer.strip())
+            abstained = answer.strip() == ABSTENTION
+            counts.update(candidates=1, relevant=says_relevant, holds=holds, empty=not answer.strip(),
+                          abstained=abstained, holds_abstained=holds and abstained)
             if holds:
                 side = "relevant" if says_relevant else "irrelevant"
                 counts.update({f"holds_{side}": 1, f"right_{side}": right})
@@ -57,7 +62,8 @@ def main() -> None:
               f"passage holds the answer {_share(c['holds'], c['candidates'])}; of those it writes [Relevant] "
               f"{_share(c['holds_relevant'], c['holds'])}; answer right after [Relevant] "
               f"{_share(c['right_relevant'], c['holds_relevant'])}, after [Irrelevant] "
-              f"{_share(c['right_irrelevant'], c['holds_irrelevant'])}; empty answers {c['empty']}")
+              f"{_share(c['right_irrelevant'], c['holds_irrelevant'])}; empty answers {c['empty']}; "
+              f"abstentions {c['abstained']} ({c['holds_abstained']} after a passage holding the answer)")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,18 @@ learns the reflection tokens around answers it already writes, and stays close t
 
 Only rows of one segment citing one `[Relevant]` passage are rewritten (the others have no passage to read or no
 answer in it); the answer kept is the base's text up to the first sentence that contains the row's answer, at most
-`max_sentences` sentences, so no later unsupported sentence rides along under `[Fully supported]`. The pure parts
-and the resumable generation loop (`generate_resumably`) live here; `scripts/distill_answers.py` loads the base model.
+`max_sentences` sentences, so no later unsupported sentence rides along under `[Fully supported]`.
+
+Optionally (`abstain_unknown`) the rows of one segment citing one `[Irrelevant]` passage change too. Their answer is
+the bare gold string, which the passage does not hold: for a long-tail question the generator can only learn to guess
+beside a useless passage. The base answers such a question closed-book (no passage); where its answer states the
+row's answer it knows it, and its own sentence replaces the bare string; where it does not, the answer becomes an
+abstention (`ABSTENTION`) rated `[Utility:1]` (a reply that does not answer is not useful). So the generator learns to
+answer from memory what its base knows and to say so where neither the passage nor its memory holds the answer
+(the refusal-aware idea of R-Tuning, Zhang et al. 2024, applied to the rows after a rejected passage).
+
+The pure parts and the resumable generation loop (`generate_resumably`) live here; `scripts/distill_answers.py`
+loads the base model.
 """
 
 from __future__ import annotations
@@ -38,9 +48,13 @@ def split_sentences(text: str) -> list[str]:
     return _SENTENCE_END.split(text.strip())
 
 
+#: The answer of an `[Irrelevant]` row whose question the base cannot answer closed-book (`with_abstention`).
+ABSTENTION = "I don't know."
+
+
 @dataclass(frozen=True)
-class RelevantRow:
-    """A single-segment `[Relevant]` row, parsed.
+class PassageRow:
+    """A single-segment row citing one passage (`relevant_row`, `irrelevant_row`), parsed.
 
     Attributes:
         passage: the cited passage (title = the paragraph's first line).
@@ -53,17 +67,29 @@ class RelevantRow:
     parsed: AnnotatedOutput
 
 
-def relevant_row(output: str) -> RelevantRow | None:
-    """The passage and answer of `output` when it is exactly `[Retrieval]<paragraph>..</paragraph>[Relevant]answer
-    [IsSup][Utility:k]` (one segment, a non-empty answer, nothing after the utility token), else None."""
+def _passage_row(output: str, rel: str) -> PassageRow | None:
+    """`output` parsed when it is one `[Retrieval]` segment citing one passage judged `rel`, with a non-empty answer,
+    an IsSup token exactly when `rel` is `[Relevant]`, and nothing after its utility token; else None."""
     parsed = parse_output(output)
     if len(parsed.segments) != 1 or parsed.utility is None or parsed.tail:
         return None
     segment = parsed.segments[0]
-    if (segment.decision != T.RETRIEVAL or segment.passage is None or segment.rel != T.RELEVANT
-            or segment.sup is None or not segment.text.strip()):
+    if (segment.decision != T.RETRIEVAL or segment.passage is None or segment.rel != rel
+            or (segment.sup is not None) != (rel == T.RELEVANT) or not segment.text.strip()):
         return None
-    return RelevantRow(passage_of(segment.passage), segment.text.strip(), parsed)
+    return PassageRow(passage_of(segment.passage), segment.text.strip(), parsed)
+
+
+def relevant_row(output: str) -> PassageRow | None:
+    """The passage and answer of `output` when it is exactly `[Retrieval]<paragraph>..</paragraph>[Relevant]answer
+    [IsSup][Utility:k]` (one segment, a non-empty answer, nothing after the utility token), else None."""
+    return _passage_row(output, T.RELEVANT)
+
+
+def irrelevant_row(output: str) -> PassageRow | None:
+    """The passage and answer of `output` when it is exactly `[Retrieval]<paragraph>..</paragraph>[Irrelevant]answer
+    [Utility:k]` (one segment, a non-empty answer, no IsSup, nothing after the utility token), else None."""
+    return _passage_row(output, T.IRRELEVANT)
 
 
 def base_answer(
@@ -87,10 +113,18 @@ def base_answer(
     return None
 
 
-def with_answer(row: Mapping[str, Any], found: RelevantRow, answer: str) -> dict[str, Any]:
-    """A copy of `row` whose answer text is `answer` (tokens and passage unchanged), marked `answer_source: base`."""
+def with_answer(row: Mapping[str, Any], found: PassageRow, answer: str, *, source: str = "base") -> dict[str, Any]:
+    """A copy of `row` whose answer text is `answer` (tokens and passage unchanged), marked `answer_source: source`."""
     segment = replace(found.parsed.segments[0], text=answer)
-    return {**row, "output": replace(found.parsed, segments=(segment,)).compose(), "answer_source": "base"}
+    return {**row, "output": replace(found.parsed, segments=(segment,)).compose(), "answer_source": source}
+
+
+def with_abstention(row: Mapping[str, Any], found: PassageRow, text: str = ABSTENTION) -> dict[str, Any]:
+    """A copy of the `[Irrelevant]` row `row` whose answer is the abstention `text`, rated `[Utility:1]`, marked
+    `answer_source: abstention` (decision, passage and IsRel unchanged)."""
+    abstaining = replace(found.parsed, utility=T.UTILITY[0])
+    return with_answer({**row, "output": abstaining.compose()}, replace(found, parsed=abstaining), text,
+                       source="abstention")
 
 
 def generate_resumably(open_engine: Callable[[], Backend], prompts: dict[str, list[int]], path: Path, *,
@@ -114,4 +148,6 @@ def generate_resumably(open_engine: Callable[[], Backend], prompts: dict[str, li
                                     for row_id, c in zip(batch, completions)))
         finally:
             engine.close()
+    if not path.exists():  # nothing to generate and nothing generated before: no file was ever written
+        return {}
     return {row["id"]: row for _, row in iter_jsonl(path) if row["id"] in prompts}

@@ -2,19 +2,25 @@
 (critic/self_distill.py).
 
     python scripts/distill_answers.py output_dir=DIR [data_file=artifacts/generator-data/train.jsonl] \
-        [keep_rejected=false] [max_sentences=2] [whole_answer=false] [backend=vllm|hf] [model=smollm2_135m_instruct]
+        [keep_rejected=false] [max_sentences=2] [whole_answer=false] [abstain_unknown=false] [backend=vllm|hf] \
+        [model=smollm2_135m_instruct]
 
 For each row of one segment citing one `[Relevant]` passage, the base reads the passage in the standard-RAG prompt of
 its chat template (eval/baselines.rag_prompt: what `method=standard_rag` shows it) and answers greedily; the answer is
 kept, cut after its first sentence holding the row's answer, where one of its first `max_sentences` sentences does
 (`whole_answer=true`: all of it, less a last sentence cut off by `max_new_tokens`).
+With `abstain_unknown=true`, each row of one segment citing one `[Irrelevant]` passage is asked of the base
+closed-book (its chat template, no passage): where one of its first `max_sentences` sentences holds the row's answer,
+its answer replaces the bare one (`answer_source: base_closed_book`); otherwise the row abstains
+(`critic.self_distill.ABSTENTION`, `[Utility:1]`, `answer_source: abstention`).
 Rows are otherwise copied unchanged; `keep_rejected=false` leaves out the rejected-passage variants (`{seed}/rejN`).
 Writes `DIR/train.jsonl` and `DIR/distill.json` (counts, seconds). Every input is checked before the model loads.
 
 Resumable: the base's raw answers go to `DIR/generations.jsonl` every `save_every` prompts, so a run killed mid-way
 re-run with the same command generates only the rest. The settings that shape them (data_file, keep_rejected, model,
-backend, max_new_tokens) are recorded in `DIR/run_config.json` and a re-run with others is refused; `max_sentences`
-and `whole_answer` only shape what is kept of each answer, so a re-run that changes them reuses every generation.
+backend, max_new_tokens) are recorded in `DIR/run_config.json` and a re-run with others is refused; `max_sentences`,
+`whole_answer` and `abstain_unknown` only shape what is kept or asked, so a re-run that changes them reuses every
+generation it can.
 """
 
 from __future__ import annotations
@@ -25,7 +31,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from critic.self_distill import base_answer, generate_resumably, relevant_row, with_answer
+from critic.self_distill import (
+    PassageRow,
+    base_answer,
+    generate_resumably,
+    irrelevant_row,
+    relevant_row,
+    with_abstention,
+    with_answer,
+)
 from critic.truth import is_rejected_variant
 from eval.baselines import answer_stop_ids, rag_prompt
 from selfrag.cli import run_or_exit
@@ -42,6 +56,7 @@ from selfrag.models.loading import load_tokenizer, model_spec, resolve_checkpoin
 from selfrag.overrides import hydra_app
 from selfrag.prompts import user_content
 from selfrag.rundir import claimed_output_dir, guard_settings, refuse_input_dir
+from selfrag.types import Passage
 from selfrag.values import as_bool, as_int
 
 #: The base's raw answers, appended as they are generated (what a resumed run skips).
@@ -74,6 +89,7 @@ def run(cfg: DictConfig) -> Path:
     keep_rejected = as_bool(config["keep_rejected"], "keep_rejected")
     max_sentences = as_int(config["max_sentences"], "max_sentences", minimum=1)
     whole_answer = as_bool(config["whole_answer"], "whole_answer")
+    abstain_unknown = as_bool(config["abstain_unknown"], "abstain_unknown")
     max_new_tokens = as_int(config["max_new_tokens"], "max_new_tokens", minimum=1)
     save_every = as_int(config["save_every"], "save_every", minimum=1)
     spec = model_spec(config["model"])
@@ -92,29 +108,42 @@ def run(cfg: DictConfig) -> Path:
         rejected = 0 if keep_rejected else sum(is_rejected_variant(r["id"]) for r in rows)
         rows = [r for r in rows if keep_rejected or not is_rejected_variant(r["id"])]
         targets = [(i, found) for i, r in enumerate(rows) if (found := relevant_row(r["output"])) is not None]
+        closed_book = [(i, found) for i, r in enumerate(rows)
+                       if abstain_unknown and (found := irrelevant_row(r["output"])) is not None]
         checkpoint = resolve_checkpoint(spec)
         tokenizer = load_tokenizer(checkpoint)
         formatter = prompt_formatter("auto", tokenizer)  # its chat template, or the official format without one
-        prompts = [
-            tokenizer(rag_prompt(formatter, user_content(rows[i]["instruction"], rows[i].get("input") or ""),
-                                 [found.passage]), add_special_tokens=formatter.style != "chat")["input_ids"]
-            for i, found in targets
-        ]
+
+        def prompt_ids(i: int, passages: list[Passage]) -> list[int]:
+            text = rag_prompt(formatter, user_content(rows[i]["instruction"], rows[i].get("input") or ""), passages)
+            return tokenizer(text, add_special_tokens=formatter.style != "chat")["input_ids"]
+
+        prompts = {rows[i]["id"]: prompt_ids(i, [found.passage]) for i, found in targets}
+        prompts |= {rows[i]["id"]: prompt_ids(i, []) for i, _ in closed_book}
         generations_path = out_dir / GENERATIONS
         resumed = len(read_done_ids(generations_path))
         generations = generate_resumably(
-            lambda: make_backend(str(backend_name), checkpoint, **backend),
-            {rows[i]["id"]: ids for (i, _), ids in zip(targets, prompts)}, generations_path,
+            lambda: make_backend(str(backend_name), checkpoint, **backend), prompts, generations_path,
             save_every=save_every, max_new_tokens=max_new_tokens, stop_token_ids=answer_stop_ids(tokenizer))
-        rewritten = 0
-        for i, found in targets:
+
+        def kept_answer(i: int, found: PassageRow) -> str | None:
             generation = generations[rows[i]["id"]]
             text = tokenizer.decode(generation["token_ids"], skip_special_tokens=True)
-            answer = base_answer(text, found.answer, max_sentences=max_sentences, whole=whole_answer,
-                                 cut_off=not generation["stopped"])
-            if answer is not None:
+            return base_answer(text, found.answer, max_sentences=max_sentences, whole=whole_answer,
+                               cut_off=not generation["stopped"])
+
+        rewritten = 0
+        for i, found in targets:
+            if (answer := kept_answer(i, found)) is not None:
                 rows[i] = with_answer(rows[i], found, answer)
                 rewritten += 1
+        known = 0
+        for i, found in closed_book:
+            if (answer := kept_answer(i, found)) is not None:
+                rows[i] = with_answer(rows[i], found, answer, source="base_closed_book")
+                known += 1
+            else:
+                rows[i] = with_abstention(rows[i], found)
         seconds = time.perf_counter() - started
         write_jsonl_atomic(out_dir / "train.jsonl", rows)
         counts = {
@@ -124,12 +153,16 @@ def run(cfg: DictConfig) -> Path:
             "relevant_rows": len(targets),
             "rewritten": rewritten,
             "kept_as_is": len(targets) - rewritten,
+            "irrelevant_rows": len(closed_book),  # asked closed-book (0 unless abstain_unknown)
+            "answered_closed_book": known,
+            "abstained": len(closed_book) - known,
             "generated_tokens": sum(len(g["token_ids"]) for g in generations.values()),
             "generations_resumed": resumed,  # found in generations.jsonl, not generated by this invocation
             "seconds": round(seconds, 1),  # this invocation's
             "prompt_style": formatter.style,
             "max_sentences": max_sentences,
             "whole_answer": whole_answer,
+            "abstain_unknown": abstain_unknown,
         }
         write_text_atomic(out_dir / "distill.json", json.dumps(counts, indent=2) + "\n")
         print(json.dumps(counts, indent=2))

@@ -21,8 +21,9 @@ def _rows(answer: str) -> list[dict]:
     ]
 
 
-def _base_text(model_dir: str) -> str:
-    """What the tiny base answers for row `a` in the script's standard-RAG prompt (its greedy continuation)."""
+def _base_text(model_dir: str, *, closed_book: bool = False) -> str:
+    """What the tiny base answers for row `a` in the script's standard-RAG prompt (its greedy continuation); with
+    `closed_book`, without the passage (the prompt `abstain_unknown` asks an `[Irrelevant]` row's question in)."""
     from transformers import AutoTokenizer
 
     from eval.baselines import answer_stop_ids, rag_prompt
@@ -32,7 +33,8 @@ def _base_text(model_dir: str) -> str:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     formatter = prompt_formatter("selfrag", tokenizer)  # the tiny tokenizer has no chat template
     found = relevant_row(_rows("x")[0]["output"])
-    ids = tokenizer(rag_prompt(formatter, "who is alice ?", [found.passage]), add_special_tokens=True)["input_ids"]
+    passages = [] if closed_book else [found.passage]
+    ids = tokenizer(rag_prompt(formatter, "who is alice ?", passages), add_special_tokens=True)["input_ids"]
     backend = HFBackend(model_dir, device="cpu")
     try:
         completion = backend.generate([ids], max_new_tokens=64, stop_token_ids=answer_stop_ids(tokenizer))[0]
@@ -67,6 +69,29 @@ def test_distill_answers_rewrites_relevant_rows_it_can_and_drops_rejected(tiny_m
     run_script("distill_answers", f"data_file={data}", *model, "keep_rejected=true", f"output_dir={tmp_path}/out2")
     rows = [json.loads(line) for line in (tmp_path / "out2" / "train.jsonl").read_text().splitlines()]
     assert rows == _rows("zzzq")
+
+
+def test_abstain_unknown_keeps_what_the_base_knows_closed_book_and_abstains_elsewhere(tiny_model_dir, tmp_path):
+    closed_book = _base_text(tiny_model_dir, closed_book=True)
+    first_word = closed_book.split()[0]
+    model = ("model=custom", f"model.path={tiny_model_dir}", "backend=hf", "backend.device=cpu")
+    irrelevant = f"{PASSAGE}[Irrelevant]{{}}[Utility:5]"
+    rows = [{"instruction": "who is alice ?", "input": "", "output": irrelevant.format(first_word), "id": "known"},
+            {"instruction": "who is alice ?", "input": "", "output": irrelevant.format("zzzq"), "id": "unknown"}]
+    data = tmp_path / "in.jsonl"
+    write_jsonl(data, rows)
+    run_script("distill_answers", f"data_file={data}", *model, f"output_dir={tmp_path}/off")
+    assert [json.loads(line) for line in (tmp_path / "off" / "train.jsonl").read_text().splitlines()] == rows
+
+    run_script("distill_answers", f"data_file={data}", *model, "abstain_unknown=true", f"output_dir={tmp_path}/on")
+    known, unknown = [json.loads(line) for line in (tmp_path / "on" / "train.jsonl").read_text().splitlines()]
+    first_sentence = closed_book.split(". ")[0] + ("." if ". " in closed_book else "")
+    assert known["output"] == irrelevant.format(first_sentence.strip())
+    assert known["answer_source"] == "base_closed_book"
+    assert unknown["output"] == f"{PASSAGE}[Irrelevant]I don't know.[Utility:1]"
+    assert unknown["answer_source"] == "abstention"
+    counts = json.loads((tmp_path / "on" / "distill.json").read_text())
+    assert (counts["irrelevant_rows"], counts["answered_closed_book"], counts["abstained"]) == (2, 1, 1)
 
 
 def test_distill_answers_names_the_bad_line_before_any_model_loads(tmp_path):

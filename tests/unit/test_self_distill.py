@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from critic.self_distill import base_answer, generate_resumably, relevant_row, split_sentences, with_answer
+from critic.self_distill import (
+    base_answer,
+    generate_resumably,
+    irrelevant_row,
+    relevant_row,
+    split_sentences,
+    with_abstention,
+    with_answer,
+)
 from critic.truth import is_rejected_variant
 from selfrag.types import Completion
 
@@ -25,6 +33,33 @@ def test_relevant_row_refuses_other_shapes():
     assert relevant_row(ROW + "[Retrieval]<paragraph>x\ny</paragraph>[Relevant]b[Fully supported][Utility:5]") is None
     assert relevant_row(ROW.replace("actor", " ")) is None                         # empty answer
     assert relevant_row(ROW.replace("[Fully supported]", "")) is None               # no IsSup
+
+
+IRRELEVANT_ROW = ("[Retrieval]<paragraph>Council Bluffs\nCouncil Bluffs is a city in Iowa.</paragraph>"
+                  "[Irrelevant]actor[Utility:5]")
+
+
+def test_irrelevant_row_finds_passage_and_answer_and_refuses_other_shapes():
+    found = irrelevant_row(IRRELEVANT_ROW)
+    assert found is not None
+    assert (found.passage.title, found.answer) == ("Council Bluffs", "actor")
+    assert irrelevant_row(ROW) is None                                                     # [Relevant]
+    assert irrelevant_row(IRRELEVANT_ROW.replace("actor", "actor[Fully supported]")) is None  # IsSup after it
+    assert irrelevant_row(IRRELEVANT_ROW.replace("actor", "")) is None                     # empty answer
+    assert irrelevant_row("[No Retrieval]Paris.[Utility:5]") is None                       # no passage
+    assert irrelevant_row(IRRELEVANT_ROW + " tail") is None                                # text after utility
+
+
+def test_with_abstention_replaces_answer_and_utility_only():
+    row = {"instruction": "What is Edwin Wallock's occupation?", "input": "", "output": IRRELEVANT_ROW, "id": "s2"}
+    new = with_abstention(row, irrelevant_row(IRRELEVANT_ROW))
+    assert new["output"] == ("[Retrieval]<paragraph>Council Bluffs\nCouncil Bluffs is a city in Iowa.</paragraph>"
+                             "[Irrelevant]I don't know.[Utility:1]")
+    assert new["answer_source"] == "abstention" and new["id"] == "s2"
+    assert row["output"] == IRRELEVANT_ROW
+    known = with_answer(row, irrelevant_row(IRRELEVANT_ROW), "He was an actor.", source="base_closed_book")
+    assert known["output"] == IRRELEVANT_ROW.replace("]actor[", "]He was an actor.[")  # utility kept where known
+    assert known["answer_source"] == "base_closed_book"
 
 
 def test_base_answer_cuts_after_first_sentence_holding_the_reference():
@@ -115,3 +150,8 @@ def test_generate_resumably_generates_only_what_a_killed_run_left(tmp_path):
     again = generate_resumably(never_opened, {"b": [2], "e": [5]}, path, save_every=2, max_new_tokens=8,
                                stop_token_ids=[0])
     assert again == {"b": got["b"], "e": got["e"]}
+
+    # no prompts at all (a data file without a row to rewrite): no engine, no file, nothing returned
+    assert generate_resumably(never_opened, {}, tmp_path / "none.jsonl", save_every=2, max_new_tokens=8,
+                              stop_token_ids=[0]) == {}
+    assert not (tmp_path / "none.jsonl").exists()
