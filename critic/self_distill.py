@@ -122,9 +122,8 @@ def with_answer(row: Mapping[str, Any], found: PassageRow, answer: str, *, sourc
 def with_abstention(row: Mapping[str, Any], found: PassageRow, text: str = ABSTENTION) -> dict[str, Any]:
     """A copy of the `[Irrelevant]` row `row` whose answer is the abstention `text`, rated `[Utility:1]`, marked
     `answer_source: abstention` (decision, passage and IsRel unchanged)."""
-    abstaining = replace(found.parsed, utility=T.UTILITY[0])
-    return with_answer({**row, "output": abstaining.compose()}, replace(found, parsed=abstaining), text,
-                       source="abstention")
+    abstaining = replace(found, parsed=replace(found.parsed, utility=T.UTILITY[0]))
+    return with_answer(row, abstaining, text, source="abstention")  # with_answer composes the whole output anew
 
 
 def generate_resumably(open_engine: Callable[[], Backend], prompts: dict[str, list[int]], path: Path, *,

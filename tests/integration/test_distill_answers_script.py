@@ -43,6 +43,11 @@ def _base_text(model_dir: str, *, closed_book: bool = False) -> str:
     return tokenizer.decode(completion.token_ids, skip_special_tokens=True).strip()
 
 
+def _first_sentence(text: str) -> str:
+    """`text` up to its first ". " (the period kept), worked out by hand rather than by the splitter under test."""
+    return (text.split(". ")[0] + ("." if ". " in text else "")).strip()
+
+
 def test_distill_answers_rewrites_relevant_rows_it_can_and_drops_rejected(tiny_model_dir, tmp_path):
     base = _base_text(tiny_model_dir)
     first_word = base.split()[0]
@@ -54,8 +59,7 @@ def test_distill_answers_rewrites_relevant_rows_it_can_and_drops_rejected(tiny_m
     proc = run_script("distill_answers", f"data_file={data}", *model, f"output_dir={tmp_path}/out")
     rows = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "b"]                      # the rejected variant is left out
-    first_sentence = base.split(". ")[0] + ("." if ". " in base else "")
-    assert rows[0]["output"] == f"{PASSAGE}[Relevant]{first_sentence.strip()}[Fully supported][Utility:5]"
+    assert rows[0]["output"] == f"{PASSAGE}[Relevant]{_first_sentence(base)}[Fully supported][Utility:5]"
     assert rows[0]["answer_source"] == "base" and "answer_source" not in rows[1]
     assert rows[1]["output"] == "[No Retrieval]paris .[Utility:4]"
     counts = json.loads((tmp_path / "out" / "distill.json").read_text())
@@ -85,8 +89,7 @@ def test_abstain_unknown_keeps_what_the_base_knows_closed_book_and_abstains_else
 
     run_script("distill_answers", f"data_file={data}", *model, "abstain_unknown=true", f"output_dir={tmp_path}/on")
     known, unknown = [json.loads(line) for line in (tmp_path / "on" / "train.jsonl").read_text().splitlines()]
-    first_sentence = closed_book.split(". ")[0] + ("." if ". " in closed_book else "")
-    assert known["output"] == irrelevant.format(first_sentence.strip())
+    assert known["output"] == irrelevant.format(_first_sentence(closed_book))
     assert known["answer_source"] == "base_closed_book"
     assert unknown["output"] == f"{PASSAGE}[Irrelevant]I don't know.[Utility:1]"
     assert unknown["answer_source"] == "abstention"
