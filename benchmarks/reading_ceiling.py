@@ -1,0 +1,142 @@
+"""How far per-passage reading could take Self-RAG on PopQA dev, whoever writes the answers (diagnosis only).
+
+Self-RAG answers once per passage and keeps one candidate, so its match is bounded by the share of questions where
+some passage's answer is right (the reflection block's *oracle*). This measures that bound with the **base** model as
+the reader: the base answers from each of the top-k BM25 passages alone (its chat template, `method=standard_rag
+decoding.ndocs=1`), and for k = 1..K the script prints
+
+- `first`: the first passage's answer (what the retriever's order alone gives);
+- `oracle`: some passage's answer among the first k is right (a perfect chooser);
+- for each Self-RAG run given: `IsRel pick`, the base's answer from the passage the run's generator scored most
+  relevant among the first k (ties to the earlier passage), and `own oracle`, the same bound for the generator's own
+  answers.
+
+The passages are the same in both runs (the same BM25 index, top k in order); a question whose passages differ by id
+at some depth (a tie in BM25's scores broken the other way) is left out of that run's columns there, and `n` says
+over how many questions each run's columns average. Never run it on a test split.
+
+    python benchmarks/reading_ceiling.py split --retrieved outputs/dev/popqa/retrieved_bm25_k10/retrieved.jsonl \
+        --k 5 --out outputs/dev/popqa/per_passage_k5.jsonl
+    python scripts/evaluate.py task=popqa data.path=outputs/dev/popqa/per_passage_k5.jsonl retriever=none \
+        backend=vllm batch_size=64 method=standard_rag model=smollm2_135m_instruct decoding.ndocs=1 \
+        output_dir=outputs/dev/popqa/base_per_passage_k5
+    python benchmarks/reading_ceiling.py report --per-passage outputs/dev/popqa/base_per_passage_k5 \
+        --data data/splits/popqa_longtail/dev.jsonl --selfrag outputs/dev/popqa/RUN [...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from eval.metrics import match
+from selfrag.decoding.critique import isrel_score
+from selfrag.io import read_jsonl, write_jsonl_atomic
+
+#: How one per-passage row's id is made from its question's id and the passage's rank (1-based).
+ID_FORMAT = "{qid}#p{rank}"
+
+
+def split_rows(rows: Sequence[dict], k: int) -> list[dict]:
+    """One row per (question, passage) for the first `k` passages of each row's `ctxs`, the row's id suffixed by
+    the passage's rank (`ID_FORMAT`)."""
+    out = []
+    for row in rows:
+        for rank, passage in enumerate(row["ctxs"][:k], start=1):
+            out.append({**row, "id": ID_FORMAT.format(qid=row["id"], rank=rank), "ctxs": [passage]})
+    return out
+
+
+def ceiling_table(per_passage: dict[str, tuple[str, float]], questions: Sequence[str], k: int,
+                  runs: dict[str, dict[str, list[dict]]]) -> list[dict]:
+    """Rows for k' = 1..k: first-passage and oracle match of the base's per-passage answers, and per Self-RAG run
+    its IsRel pick among the base's answers and the oracle of its own answers.
+
+    Args:
+        per_passage: `ID_FORMAT` id -> (passage id, match of the base's answer from that passage alone).
+        questions: the question ids to average over.
+        runs: run name -> question id -> that run's passage candidates in retrieval order (predictions.jsonl
+            `candidates` with a passage), each with `passage_id`, `probs.rel` and `match` (of its own answer).
+            A run's columns are None at depths beyond the passages it decoded for some question; at each depth
+            they average over the questions whose first passages are the per-passage file's, in order (`n`).
+    """
+    table = []
+    for depth in range(1, k + 1):
+        row: dict = {"k": depth}
+        firsts, oracles = [], []
+        short: set[str] = set()
+        picks: dict[str, list[float]] = {name: [] for name in runs}
+        owns: dict[str, list[float]] = {name: [] for name in runs}
+        for qid in questions:
+            read = [per_passage[ID_FORMAT.format(qid=qid, rank=r)] for r in range(1, depth + 1)]
+            firsts.append(read[0][1])
+            oracles.append(max(m for _, m in read))
+            for name, by_question in runs.items():
+                candidates = by_question[qid][:depth]
+                if len(candidates) < depth:  # the run decoded fewer passages: nothing to say at this depth
+                    short.add(name)
+                    continue
+                if [str(c["passage_id"]) for c in candidates] != [str(p) for p, _ in read]:
+                    continue  # a tie in BM25's order broken the other way: the base did not read the run's passage
+                rel = [isrel_score(c["probs"]["rel"]) if c["probs"].get("rel") else 0.0 for c in candidates]
+                best = max(range(len(rel)), key=lambda i: rel[i])  # max keeps the first of equal scores
+                picks[name].append(read[best][1])
+                owns[name].append(max(c["match"] for c in candidates))
+        n = len(questions)
+        row["first"], row["oracle"] = sum(firsts) / n, sum(oracles) / n
+        for name in runs:
+            done = name not in short and picks[name]
+            row[f"{name}: IsRel pick"] = sum(picks[name]) / len(picks[name]) if done else None
+            row[f"{name}: own oracle"] = sum(owns[name]) / len(owns[name]) if done else None
+            row[f"{name}: n"] = len(picks[name]) if done else None
+        table.append(row)
+    return table
+
+
+def _load_run(run_dir: Path, gold: dict[str, list[str]]) -> dict[str, list[dict]]:
+    by_question = {}
+    for row in read_jsonl(run_dir / "predictions.jsonl"):
+        answers = gold[str(row["id"])]
+        by_question[str(row["id"])] = [{**c, "match": match(c["answer"] or "", answers)}
+                                       for c in row["candidates"] if c.get("passage_id") is not None]
+    return by_question
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    split = sub.add_parser("split", help="write one row per (question, passage)")
+    split.add_argument("--retrieved", type=Path, required=True, help="a jsonl whose rows carry ranked `ctxs`")
+    split.add_argument("--k", type=int, required=True)
+    split.add_argument("--out", type=Path, required=True)
+    report = sub.add_parser("report", help="print the ceiling table")
+    report.add_argument("--per-passage", type=Path, required=True, help="the standard_rag run over the split rows")
+    report.add_argument("--data", type=Path, required=True, help="the split (gold answers)")
+    report.add_argument("--selfrag", type=Path, nargs="*", default=[], help="Self-RAG runs on the same split")
+    args = parser.parse_args()
+    if args.command == "split":
+        rows = split_rows(read_jsonl(args.retrieved), args.k)
+        write_jsonl_atomic(args.out, rows)
+        print(f"{len(rows)} rows -> {args.out}")
+        return
+    gold = {str(r["id"]): r["answers"] for r in read_jsonl(args.data)}
+    per_passage = {}
+    for row in read_jsonl(args.per_passage / "predictions.jsonl"):
+        (passage,) = row["docs"]
+        qid = str(row["id"]).rsplit("#p", 1)[0]
+        per_passage[str(row["id"])] = (passage["id"], match(row["answer"], gold[qid]))
+    k = max(int(i.rsplit("#p", 1)[1]) for i in per_passage)
+    runs = {path.name: _load_run(path, gold) for path in args.selfrag}
+    table = ceiling_table(per_passage, list(gold), k, runs)
+    columns = list(table[0])
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in table:
+        cells = ["–" if row[c] is None else str(row[c]) if c == "k" or c.endswith(": n") else f"{row[c]:.0%}"
+                 for c in columns]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
