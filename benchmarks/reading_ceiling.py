@@ -31,11 +31,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eval.metrics import match
-from selfrag.decoding.critique import isrel_score
 from selfrag.io import read_jsonl, write_jsonl_atomic
 
 #: How one per-passage row's id is made from its question's id and the passage's rank (1-based).
 ID_FORMAT = "{qid}#p{rank}"
+
+
+def question_and_rank(row_id: str) -> tuple[str, int]:
+    """The (question id, passage rank) an `ID_FORMAT` id was made from."""
+    qid, rank = str(row_id).rsplit("#p", 1)
+    return qid, int(rank)
 
 
 def split_rows(rows: Sequence[dict], k: int) -> list[dict]:
@@ -57,7 +62,8 @@ def ceiling_table(per_passage: dict[str, tuple[str, float]], questions: Sequence
         per_passage: `ID_FORMAT` id -> (passage id, match of the base's answer from that passage alone).
         questions: the question ids to average over.
         runs: run name -> question id -> that run's passage candidates in retrieval order (predictions.jsonl
-            `candidates` with a passage), each with `passage_id`, `probs.rel` and `match` (of its own answer).
+            `candidates` with a passage), each with `passage_id`, `scores.rel` (IsRel, as the decoder saved it) and
+            `match` (of its own answer).
             A run's columns are None at depths beyond the passages it decoded for some question; at each depth
             they average over the questions whose first passages are the per-passage file's, in order (`n`).
     """
@@ -79,7 +85,7 @@ def ceiling_table(per_passage: dict[str, tuple[str, float]], questions: Sequence
                     continue
                 if [str(c["passage_id"]) for c in candidates] != [str(p) for p, _ in read]:
                     continue  # a tie in BM25's order broken the other way: the base did not read the run's passage
-                rel = [isrel_score(c["probs"]["rel"]) if c["probs"].get("rel") else 0.0 for c in candidates]
+                rel = [c["scores"].get("rel") or 0.0 for c in candidates]
                 best = max(range(len(rel)), key=lambda i: rel[i])  # max keeps the first of equal scores
                 picks[name].append(read[best][1])
                 owns[name].append(max(c["match"] for c in candidates))
@@ -124,9 +130,9 @@ def main() -> None:
     per_passage = {}
     for row in read_jsonl(args.per_passage / "predictions.jsonl"):
         (passage,) = row["docs"]
-        qid = str(row["id"]).rsplit("#p", 1)[0]
+        qid, _ = question_and_rank(row["id"])
         per_passage[str(row["id"])] = (passage["id"], match(row["answer"], gold[qid]))
-    k = max(int(i.rsplit("#p", 1)[1]) for i in per_passage)
+    k = max(question_and_rank(i)[1] for i in per_passage)
     runs = {path.name: _load_run(path, gold) for path in args.selfrag}
     table = ceiling_table(per_passage, list(gold), k, runs)
     columns = list(table[0])

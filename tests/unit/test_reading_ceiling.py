@@ -11,8 +11,8 @@ ceiling = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ceiling)
 
 
-def _rel(p_relevant: float) -> dict:
-    return {"rel": {"[Relevant]": p_relevant, "[Irrelevant]": 1 - p_relevant}}
+def _rel(isrel: float) -> dict:
+    return {"rel": isrel}
 
 
 def test_split_rows_keeps_the_first_k_passages_one_per_row():
@@ -20,16 +20,17 @@ def test_split_rows_keeps_the_first_k_passages_one_per_row():
     out = ceiling.split_rows(rows, 2)
     assert [(r["id"], r["ctxs"]) for r in out] == [("7#p1", [{"id": "a"}]), ("7#p2", [{"id": "b"}])]
     assert rows[0]["id"] == 7  # the input is not modified
+    assert ceiling.question_and_rank(out[1]["id"]) == ("7", 2)
 
 
 def test_ceiling_table_first_oracle_and_isrel_pick():
     # q1: the base is right from passage 2 only; the run scores passage 2 more relevant and its own answers are wrong.
     # q2: the base is right from passage 1 only; the run ties (0.5, 0.5): the earlier passage wins the tie.
     per_passage = {"1#p1": ("a", 0.0), "1#p2": ("b", 1.0), "2#p1": ("c", 1.0), "2#p2": ("d", 0.0)}
-    run = {"1": [{"passage_id": "a", "probs": _rel(0.2), "match": 0.0},
-                 {"passage_id": "b", "probs": _rel(0.9), "match": 0.0}],
-           "2": [{"passage_id": "c", "probs": _rel(0.5), "match": 1.0},
-                 {"passage_id": "d", "probs": _rel(0.5), "match": 0.0}]}
+    run = {"1": [{"passage_id": "a", "scores": _rel(0.2), "match": 0.0},
+                 {"passage_id": "b", "scores": _rel(0.9), "match": 0.0}],
+           "2": [{"passage_id": "c", "scores": _rel(0.5), "match": 1.0},
+                 {"passage_id": "d", "scores": _rel(0.5), "match": 0.0}]}
     table = ceiling.ceiling_table(per_passage, ["1", "2"], 2, {"r": run})
     assert table[0] == {"k": 1, "first": 0.5, "oracle": 0.5, "r: IsRel pick": 0.5, "r: own oracle": 0.5, "r: n": 2}
     assert table[1] == {"k": 2, "first": 0.5, "oracle": 1.0, "r: IsRel pick": 1.0, "r: own oracle": 0.5, "r: n": 2}
@@ -37,15 +38,15 @@ def test_ceiling_table_first_oracle_and_isrel_pick():
 
 def test_ceiling_table_leaves_out_questions_whose_passages_differ():
     per_passage = {"1#p1": ("a", 1.0), "2#p1": ("b", 0.0)}
-    run = {"1": [{"passage_id": "z", "probs": _rel(0.5), "match": 1.0}],
-           "2": [{"passage_id": "b", "probs": _rel(0.5), "match": 1.0}]}
+    run = {"1": [{"passage_id": "z", "scores": _rel(0.5), "match": 1.0}],
+           "2": [{"passage_id": "b", "scores": _rel(0.5), "match": 1.0}]}
     (row,) = ceiling.ceiling_table(per_passage, ["1", "2"], 1, {"r": run})
     assert row == {"k": 1, "first": 0.5, "oracle": 0.5, "r: IsRel pick": 0.0, "r: own oracle": 1.0, "r: n": 1}
 
 
 def test_ceiling_table_leaves_depths_a_run_did_not_decode_empty():
     per_passage = {"1#p1": ("a", 0.0), "1#p2": ("b", 1.0)}
-    run = {"1": [{"passage_id": "a", "probs": _rel(0.5), "match": 1.0}]}
+    run = {"1": [{"passage_id": "a", "scores": _rel(0.5), "match": 1.0}]}
     table = ceiling.ceiling_table(per_passage, ["1"], 2, {"r": run})
     assert table[0]["r: own oracle"] == 1.0 and table[1]["oracle"] == 1.0
     assert table[1]["r: IsRel pick"] is None and table[1]["r: own oracle"] is None and table[1]["r: n"] is None
