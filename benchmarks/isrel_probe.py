@@ -20,6 +20,11 @@ A model is an adapter directory (`final/` of a training run) or a training check
 LoRA run, given with `--template` = that run's `final/` or any adapter of the same configuration, whose config and
 tokenizer it borrows; `selfrag.training.checkpoints.adapter_from_checkpoint`): so IsRel can be followed along one
 run's checkpoints, a learning curve without re-decoding.
+
+With `--save-dir DIR` each model's scores are also written to `DIR/<name>.jsonl`, one row per question in the shape of
+a Self-RAG run's `predictions.jsonl` (`id`, and `candidates` with `passage_id` and `scores.rel`, in retrieval order,
+no answers), so `benchmarks/reading_ceiling.py report --selfrag` can ask what this IsRel would pick among the base's
+per-passage answers.
 Used for docs/results/dev-retrain/README.md; never run it on a test split.
 
     python scripts/retrieve.py index_dir=INDEX retriever=bm25 data.path=data/splits/popqa_longtail/dev.jsonl \\
@@ -46,7 +51,7 @@ from selfrag.decoding.config import DecodingConfig
 from selfrag.decoding.critique import isrel_score
 from selfrag.decoding.factory import build_selfrag
 from selfrag.inputs import passages_from_row, query_from_row
-from selfrag.io import read_jsonl
+from selfrag.io import read_jsonl, write_jsonl_atomic
 from selfrag.models.loading import ModelSpec, resolve_checkpoint
 from selfrag.prompts import passage_block
 from selfrag.retrieval.evaluation import contains_answer
@@ -83,6 +88,19 @@ def probe(adapter: Path, rows: list[dict], passages: list[tuple[Passage, ...]], 
     return scores, seconds
 
 
+def model_name(path: Path) -> str:
+    """A file name for a model's saved scores: the run and the adapter (`RUN-final`, `RUN-step-50`)."""
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return f"{run.name}-{path.name}"
+
+
+def score_rows(rows: list[dict], passages: list[tuple[Passage, ...]], scores: list[list[float]]) -> list[dict]:
+    """One adapter's IsRel scores as predictions-shaped rows (see the module docstring)."""
+    return [{"id": str(row["id"]),
+             "candidates": [{"passage_id": p.id, "scores": {"rel": s}} for p, s in zip(ps, ss, strict=True)]}
+            for row, ps, ss in zip(rows, passages, scores, strict=True)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--retrieved", type=Path, required=True, help="scripts/retrieve.py output (rows with ctxs)")
@@ -91,6 +109,7 @@ def main() -> None:
                              "references are printed)")
     parser.add_argument("--template", type=Path, help="adapter whose config and tokenizer checkpoints borrow")
     parser.add_argument("--k", type=int, default=10, help="passages per question (the first k retrieved)")
+    parser.add_argument("--save-dir", type=Path, help="also write each model's scores to DIR/<run>-<adapter>.jsonl")
     args = parser.parse_args()
     # Every path checked before anything is read or loaded: a typo costs one line, not a traceback minutes in.
     if not args.retrieved.is_file():
@@ -135,6 +154,8 @@ def main() -> None:
                                                   Path(tmp) / f"{model.parent.parent.name}-{model.name}")
             scores, seconds = probe(adapter, rows, passages, temporary=adapter != model)
             report(f"{model}: IsRel", scores, seconds)
+            if args.save_dir:
+                write_jsonl_atomic(args.save_dir / f"{model_name(model)}.jsonl", score_rows(rows, passages, scores))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ over how many questions each run's columns average. Never run it on a test split
         output_dir=outputs/dev/popqa/base_per_passage_k5
     python benchmarks/reading_ceiling.py report --per-passage outputs/dev/popqa/base_per_passage_k5 \
         --data data/splits/popqa_longtail/dev.jsonl --selfrag outputs/dev/popqa/RUN [...]
+
+`--selfrag` also takes the per-model files of `benchmarks/isrel_probe.py --save-dir` (IsRel scores without answers:
+its `IsRel pick` column only), so an adapter's IsRel can be tried as the chooser without a Self-RAG decode.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ def ceiling_table(per_passage: dict[str, tuple[str, float]], questions: Sequence
         questions: the question ids to average over.
         runs: run name -> question id -> that run's passage candidates in retrieval order (predictions.jsonl
             `candidates` with a passage), each with `passage_id`, `scores.rel` (IsRel, as the decoder saved it) and
-            `match` (of its own answer).
+            `match` (of its own answer; None for IsRel scores without answers, `benchmarks/isrel_probe.py
+            --save-dir`, whose `own oracle` column is then None).
             A run's columns are None at depths beyond the passages it decoded for some question; at each depth
             they average over the questions whose first passages are the per-passage file's, in order (`n`).
     """
@@ -88,24 +92,28 @@ def ceiling_table(per_passage: dict[str, tuple[str, float]], questions: Sequence
                 rel = [c["scores"].get("rel") or 0.0 for c in candidates]
                 best = max(range(len(rel)), key=lambda i: rel[i])  # max keeps the first of equal scores
                 picks[name].append(read[best][1])
-                owns[name].append(max(c["match"] for c in candidates))
+                matches = [c["match"] for c in candidates]
+                owns[name].append(None if None in matches else max(matches))
         n = len(questions)
         row["first"], row["oracle"] = sum(firsts) / n, sum(oracles) / n
         for name in runs:
             done = name not in short and picks[name]
             row[f"{name}: IsRel pick"] = sum(picks[name]) / len(picks[name]) if done else None
-            row[f"{name}: own oracle"] = sum(owns[name]) / len(owns[name]) if done else None
+            answered = done and None not in owns[name]
+            row[f"{name}: own oracle"] = sum(owns[name]) / len(owns[name]) if answered else None
             row[f"{name}: n"] = len(picks[name]) if done else None
         table.append(row)
     return table
 
 
-def _load_run(run_dir: Path, gold: dict[str, list[str]]) -> dict[str, list[dict]]:
+def _load_run(path: Path, gold: dict[str, list[str]]) -> dict[str, list[dict]]:
+    """A Self-RAG run directory (its predictions.jsonl) or a saved IsRel probe file (candidates without answers)."""
     by_question = {}
-    for row in read_jsonl(run_dir / "predictions.jsonl"):
+    for row in read_jsonl(path / "predictions.jsonl" if path.is_dir() else path):
         answers = gold[str(row["id"])]
-        by_question[str(row["id"])] = [{**c, "match": match(c["answer"] or "", answers)}
-                                       for c in row["candidates"] if c.get("passage_id") is not None]
+        by_question[str(row["id"])] = [
+            {**c, "match": match(c["answer"] or "", answers) if "answer" in c else None}
+            for c in row["candidates"] if c.get("passage_id") is not None]
     return by_question
 
 
@@ -119,7 +127,8 @@ def main() -> None:
     report = sub.add_parser("report", help="print the ceiling table")
     report.add_argument("--per-passage", type=Path, required=True, help="the standard_rag run over the split rows")
     report.add_argument("--data", type=Path, required=True, help="the split (gold answers)")
-    report.add_argument("--selfrag", type=Path, nargs="*", default=[], help="Self-RAG runs on the same split")
+    report.add_argument("--selfrag", type=Path, nargs="*", default=[],
+                        help="Self-RAG run directories on the same split, or isrel_probe.py --save-dir files")
     args = parser.parse_args()
     if args.command == "split":
         rows = split_rows(read_jsonl(args.retrieved), args.k)
@@ -133,7 +142,7 @@ def main() -> None:
         qid, _ = question_and_rank(row["id"])
         per_passage[str(row["id"])] = (passage["id"], match(row["answer"], gold[qid]))
     k = max(question_and_rank(i)[1] for i in per_passage)
-    runs = {path.name: _load_run(path, gold) for path in args.selfrag}
+    runs = {path.name if path.is_dir() else path.stem: _load_run(path, gold) for path in args.selfrag}
     table = ceiling_table(per_passage, list(gold), k, runs)
     columns = list(table[0])
     print("| " + " | ".join(columns) + " |")

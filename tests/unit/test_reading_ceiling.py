@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "reading_ceiling.py"
@@ -50,3 +51,25 @@ def test_ceiling_table_leaves_depths_a_run_did_not_decode_empty():
     table = ceiling.ceiling_table(per_passage, ["1"], 2, {"r": run})
     assert table[0]["r: own oracle"] == 1.0 and table[1]["oracle"] == 1.0
     assert table[1]["r: IsRel pick"] is None and table[1]["r: own oracle"] is None and table[1]["r: n"] is None
+
+
+def test_ceiling_table_scores_without_answers_pick_but_have_no_own_oracle():
+    # An isrel_probe file: IsRel per passage, no answers (match None). It picks passage 2 (0.7 > 0.6).
+    per_passage = {"1#p1": ("a", 0.0), "1#p2": ("b", 1.0)}
+    probe = {"1": [{"passage_id": "a", "scores": _rel(0.6), "match": None},
+                   {"passage_id": "b", "scores": _rel(0.7), "match": None}]}
+    table = ceiling.ceiling_table(per_passage, ["1"], 2, {"p": probe})
+    assert table[1] == {"k": 2, "first": 0.0, "oracle": 1.0, "p: IsRel pick": 1.0, "p: own oracle": None, "p: n": 1}
+
+
+def test_load_run_reads_a_probe_file_and_a_run_directory(tmp_path):
+    gold = {"1": ["Paris"]}
+    candidates = [{"passage_id": "a", "scores": _rel(0.6)}, {"passage_id": None, "scores": {}}]
+    (tmp_path / "probe.jsonl").write_text(json.dumps({"id": 1, "candidates": candidates}) + "\n")
+    assert ceiling._load_run(tmp_path / "probe.jsonl", gold) == {
+        "1": [{"passage_id": "a", "scores": _rel(0.6), "match": None}]}
+    run = tmp_path / "run"
+    run.mkdir()
+    answered = [{**candidates[0], "answer": "It is Paris."}]
+    (run / "predictions.jsonl").write_text(json.dumps({"id": "1", "candidates": answered}) + "\n")
+    assert ceiling._load_run(run, gold)["1"][0]["match"] == 1.0
