@@ -151,7 +151,7 @@ def main() -> None:
                 if args.template is None:
                     parser.error(f"{model} is a training checkpoint: pass --template ADAPTER_DIR")
                 adapter = adapter_from_checkpoint(model, args.template,
-                                                  Path(tmp) / f"{model.parent.parent.name}-{model.name}")
+                                                  Path(tmp) / model_name(model))
             scores, seconds = probe(adapter, rows, passages, temporary=adapter != model)
             report(f"{model}: IsRel", scores, seconds)
             if args.save_dir:
