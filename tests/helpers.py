@@ -195,3 +195,14 @@ def run_script(name, *overrides, check=True, folder="scripts"):
     if check and proc.returncode != 0:
         raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def load_module(name, folder="benchmarks"):
+    """Import `<folder>/<name>.py` (a benchmark script by default, not a package module) so a test can call its pure
+    functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from selfrag.types import Passage
+from tests.helpers import load_module
 
-_ROOT = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, _ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-probe = _load("isrel_probe")
-ceiling = _load("reading_ceiling")
+probe = load_module("isrel_probe")
+ceiling = load_module("reading_ceiling")
 
 
 def test_model_name_names_the_run_and_the_adapter():

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "reading_ceiling.py"
-_spec = importlib.util.spec_from_file_location("reading_ceiling", _PATH)
-ceiling = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ceiling)
+from tests.helpers import load_module
+
+ceiling = load_module("reading_ceiling")
 
 
 def _rel(isrel: float) -> dict:
