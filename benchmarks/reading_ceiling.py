@@ -77,7 +77,7 @@ def ceiling_table(per_passage: dict[str, tuple[str, float]], questions: Sequence
         firsts, oracles = [], []
         short: set[str] = set()
         picks: dict[str, list[float]] = {name: [] for name in runs}
-        owns: dict[str, list[float]] = {name: [] for name in runs}
+        owns: dict[str, list[float | None]] = {name: [] for name in runs}  # None: a run without answers
         for qid in questions:
             read = [per_passage[ID_FORMAT.format(qid=qid, rank=r)] for r in range(1, depth + 1)]
             firsts.append(read[0][1])
