@@ -123,8 +123,13 @@ def dataset_fingerprint(dataset: Any, lengths: np.ndarray, weights: np.ndarray) 
 def run_settings(base_model_dir: Path, config: TrainConfig, data_fingerprint: str) -> dict[str, Any]:
     """What `train_run.json` records: the base, its fingerprint, the data's and the weights-relevant config."""
     settings = {k: v for k, v in asdict(config).items() if k not in _RESUMABLE_CHANGES}
-    return {"base_model_dir": str(base_model_dir), "base_fingerprint": layout_fingerprint(base_model_dir),
-            "data_fingerprint": data_fingerprint, "config": settings}
+    recorded = {"base_model_dir": str(base_model_dir), "base_fingerprint": layout_fingerprint(base_model_dir),
+                "data_fingerprint": data_fingerprint, "config": settings}
+    if config.init_adapter:  # the weights it starts from, by content: a retrained adapter at the same path differs
+        weights = Path(config.init_adapter).expanduser()
+        recorded["init_adapter_fingerprint"] = (content_fingerprint(weights, keep=lambda p: p.name == ADAPTER_WEIGHTS)
+                                                if weights.is_dir() else None)
+    return recorded
 
 
 def check_or_write_run(output_dir: Path, settings: dict[str, Any], resuming: bool) -> None:
@@ -137,8 +142,8 @@ def check_or_write_run(output_dir: Path, settings: dict[str, Any], resuming: boo
         if previous != settings:
             old, new = previous.get("config", {}), settings["config"]
             changed = sorted(k for k in new if old.get(k) != new[k])
-            changed += [k for k in ("base_model_dir", "base_fingerprint", "data_fingerprint")
-                        if previous.get(k) != settings[k]]
+            recorded = ("base_model_dir", "base_fingerprint", "data_fingerprint", "init_adapter_fingerprint")
+            changed += [k for k in recorded if previous.get(k) != settings.get(k)]
             raise InputError(
                 f"{output_dir} holds a run with other settings ({', '.join(changed)} differ); use a new output_dir, "
                 "or set resume=false to start over there"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from selfrag.io import InputError
 
@@ -44,6 +45,10 @@ class TrainConfig:
             (`lr_scheduler=constant_with_warmup`) makes each snapshot what a shorter run would have produced.
         length_group_size: micro-batches per length-sorted mega-batch.
         resume: continue from the latest checkpoint in output_dir (False: start over, deleting old checkpoints).
+        init_adapter: LoRA mode: an adapter directory (a LoRA run's `final/`, or a checkpoint made loadable with
+            `adapter_from_checkpoint`) whose LoRA weights and reflection-token rows the run starts from instead of
+            peft's fresh init; its r, alpha and target modules must be this run's. A new schedule and optimizer start
+            with it: a second run continues a first one past its schedule (None: fresh adapters).
     """
 
     finetune: str = "full"
@@ -73,6 +78,7 @@ class TrainConfig:
     snapshot_steps: list[int] | None = None
     length_group_size: int = 64
     resume: bool = True
+    init_adapter: str | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -86,6 +92,12 @@ class TrainConfig:
              f"max_batch_tokens={self.max_batch_tokens}: must be >= 1"),
             (self.token_learning_rate is None or self.finetune == "lora",
              "token_learning_rate applies to finetune=lora only (full fine-tuning trains every row at learning_rate)"),
+            (self.init_adapter is None or self.finetune == "lora",
+             "init_adapter applies to finetune=lora only (a full fine-tune starts from its base: point the base at the "
+             "model to continue from)"),
+            (self.init_adapter is None or (Path(self.init_adapter).expanduser() / "adapter_config.json").is_file(),
+             f"init_adapter={self.init_adapter}: not a LoRA adapter directory (no adapter_config.json); point it at "
+             "the final/ directory of a finetune=lora run"),
             (self.grad_accum >= 1, f"grad_accum={self.grad_accum}: must be >= 1"),
             (self.max_steps is None or self.max_steps >= 1, f"max_steps={self.max_steps}: must be >= 1 or null"),
             (self.max_steps is not None or self.num_epochs >= 1, f"num_epochs={self.num_epochs}: must be >= 1"),

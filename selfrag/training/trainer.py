@@ -121,10 +121,48 @@ def build_model(base_model_dir: str | os.PathLike[str], config: TrainConfig) -> 
         target_modules=config.lora_target_modules, trainable_token_indices=token_indices, task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
+    if config.init_adapter:
+        _start_from_adapter(model, Path(config.init_adapter).expanduser())
     for parameter in model.parameters():
         if parameter.requires_grad and parameter.dtype != torch.float32:
             parameter.data = parameter.data.float()
     return model, tokenizer, token_ids
+
+
+def _start_from_adapter(model: Any, adapter: Path) -> None:
+    """Load `adapter`'s LoRA weights and reflection-token rows into the fresh peft `model` (`init_adapter`).
+
+    The adapter's LoRA shape must be the run's (r, alpha, target modules) and every tensor it holds must land in the
+    model: anything else is refused by name, before training starts. Its tensors are stored in the base's dtype, so
+    on a bf16 base the run starts from the bf16-rounded weights (as the adapter is evaluated).
+    """
+    from peft import set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    saved = json.loads((adapter / "adapter_config.json").read_text())  # its presence checked by TrainConfig
+    ours = model.peft_config["default"]
+
+    def comparable(value: Any) -> Any:  # target modules: a list in the file, a set once peft resolved them
+        return sorted(value) if isinstance(value, (list, set, tuple)) else value
+
+    differ = [f"{key} {saved.get(key)!r} vs {value!r}" for key, value in
+              (("r", ours.r), ("lora_alpha", ours.lora_alpha), ("target_modules", ours.target_modules))
+              if comparable(saved.get(key)) != comparable(value)]
+    if differ:
+        raise InputError(f"finetune.init_adapter={adapter}: its LoRA settings are not this run's ({'; '.join(differ)});"
+                         " set finetune.lora_r / lora_alpha / lora_target_modules to the adapter's")
+    try:
+        loaded = set_peft_model_state_dict(model, load_peft_weights(str(adapter), device="cpu"))
+    except RuntimeError as err:  # a shape mismatch: another base or vocabulary
+        raise InputError(f"finetune.init_adapter={adapter}: its tensors do not fit this base ({err}); continue from "
+                         "an adapter trained on the same base") from None
+    unset = sorted({name for name, p in model.named_parameters() if p.requires_grad} & set(loaded.missing_keys))
+    stray = loaded.unexpected_keys
+    if unset or stray:
+        raise InputError(f"finetune.init_adapter={adapter}: it does not hold this run's trained tensors "
+                         f"({len(unset)} missing, {len(stray)} without a place, e.g. {(unset or stray)[0]}); continue "
+                         "from an adapter of the same setup")
+    log.info("starting from the adapter %s", adapter)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -377,3 +377,37 @@ def test_a_lora_checkpoint_becomes_the_adapter_of_its_step(bases, data_file, tmp
         adapter_from_checkpoint(tmp_path / "run" / "checkpoints" / "step-2", other.final_dir, tmp_path / "bad")
     with pytest.raises(InputError, match="already exists"):
         adapter_from_checkpoint(tmp_path / "run" / "checkpoints" / "step-2", run.final_dir, converted)
+
+
+def test_init_adapter_starts_from_the_adapters_weights(bases, data_file, tmp_path):
+    """`init_adapter`: a LoRA run starts from another run's adapter (LoRA weights and token rows), so at learning rate
+    0 its final adapter is that adapter, tensor for tensor, where a fresh start differs; another LoRA shape, a full
+    fine-tune, a path without an adapter and a changed starting adapter on resumption are refused by name."""
+    base = bases["untied"]
+    dataset = _dataset(base, data_file)
+    first = train(base, dataset, _config(finetune="lora", learning_rate=5e-3, max_steps=2), output_dir=tmp_path / "a",
+                  progress=False)
+    still = dict(finetune="lora", learning_rate=0.0, max_steps=1, seed=1)
+    continued = train(base, dataset, _config(**still, init_adapter=str(first.final_dir)), output_dir=tmp_path / "b",
+                      progress=False)
+    fresh = train(base, dataset, _config(**still), output_dir=tmp_path / "c", progress=False)
+    start = load_file(str(first.final_dir / ADAPTER_WEIGHTS))
+    got = load_file(str(continued.final_dir / ADAPTER_WEIGHTS))
+    assert start.keys() == got.keys() and any("trainable_tokens" in key for key in got)
+    assert all(torch.equal(got[key], start[key]) for key in start)
+    fresh_weights = load_file(str(fresh.final_dir / ADAPTER_WEIGHTS))
+    assert not all(torch.equal(fresh_weights[key], start[key]) for key in start)
+
+    with pytest.raises(InputError, match=r"LoRA settings are not this run's \(r 16 vs 4"):
+        train(base, dataset, _config(**still, lora_r=4, init_adapter=str(first.final_dir)),
+              output_dir=tmp_path / "d", progress=False)
+    with pytest.raises(InputError, match="init_adapter applies to finetune=lora only"):
+        _config(finetune="full", init_adapter=str(first.final_dir))
+    with pytest.raises(InputError, match=r"init_adapter=.*: not a LoRA adapter directory"):
+        _config(finetune="lora", init_adapter=str(tmp_path))
+    other = train(base, dataset, _config(finetune="lora", learning_rate=5e-3, max_steps=1, seed=3),
+                  output_dir=tmp_path / "e", progress=False)
+    (first.final_dir / ADAPTER_WEIGHTS).write_bytes((other.final_dir / ADAPTER_WEIGHTS).read_bytes())
+    with pytest.raises(InputError, match="init_adapter_fingerprint"):  # the starting adapter at that path changed
+        train(base, dataset, _config(**still, init_adapter=str(first.final_dir)), output_dir=tmp_path / "b",
+              progress=False)
