@@ -24,7 +24,8 @@ run's checkpoints, a learning curve without re-decoding.
 With `--save-dir DIR` each model's scores are also written to `DIR/<name>.jsonl`, one row per question in the shape of
 a Self-RAG run's `predictions.jsonl` (`id`, and `candidates` with `passage_id` and `scores.rel`, in retrieval order,
 no answers), so `benchmarks/reading_ceiling.py report --selfrag` can ask what this IsRel would pick among the base's
-per-passage answers.
+per-passage answers. `--saved FILE` reads such a file back instead of probing a model: its numbers on the first `--k`
+passages (each passage is scored alone, so a file saved at k=5 holds the scores of a k=2 probe too).
 Used for docs/results/dev-retrain/README.md; never run it on a test split.
 
     python scripts/retrieve.py index_dir=INDEX retriever=bm25 data.path=data/splits/popqa_longtail/dev.jsonl \\
@@ -51,7 +52,7 @@ from selfrag.decoding.config import DecodingConfig
 from selfrag.decoding.critique import isrel_score
 from selfrag.decoding.factory import build_selfrag
 from selfrag.inputs import passages_from_row, query_from_row
-from selfrag.io import read_jsonl, write_jsonl_atomic
+from selfrag.io import InputError, read_jsonl, write_jsonl_atomic
 from selfrag.models.loading import ModelSpec, resolve_checkpoint
 from selfrag.prompts import passage_block
 from selfrag.retrieval.evaluation import contains_answer
@@ -101,6 +102,26 @@ def score_rows(rows: list[dict], passages: list[tuple[Passage, ...]], scores: li
             for row, ps, ss in zip(rows, passages, scores, strict=True)]
 
 
+def saved_scores(path: Path, rows: list[dict], passages: list[tuple[Passage, ...]]) -> list[list[float]]:
+    """The IsRel scores [question][passage] a `--save-dir` file holds for these questions and passages.
+
+    Raises:
+        InputError: the file lacks a question or one of its passages (saved from other retrieval or a smaller k).
+    """
+    saved = {str(row["id"]): {c["passage_id"]: c["scores"]["rel"] for c in row["candidates"]}
+             for row in read_jsonl(path)}
+    scores = []
+    for row, question_passages in zip(rows, passages, strict=True):
+        held = saved.get(str(row["id"]), {})
+        missing = [p.id for p in question_passages if p.id not in held]
+        if missing:
+            raise InputError(f"{path}: no score for passage {missing[0]} of question {row['id']}; it was saved from "
+                             "other retrieval or fewer passages: pass the --retrieved file and a --k it was saved at "
+                             "or below")
+        scores.append([held[p.id] for p in question_passages])
+    return scores
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--retrieved", type=Path, required=True, help="scripts/retrieve.py output (rows with ctxs)")
@@ -110,10 +131,15 @@ def main() -> None:
     parser.add_argument("--template", type=Path, help="adapter whose config and tokenizer checkpoints borrow")
     parser.add_argument("--k", type=int, default=10, help="passages per question (the first k retrieved)")
     parser.add_argument("--save-dir", type=Path, help="also write each model's scores to DIR/<run>-<adapter>.jsonl")
+    parser.add_argument("--saved", type=Path, action="append", default=[],
+                        help="a file --save-dir wrote: report its scores on the first --k passages (repeatable)")
     args = parser.parse_args()
     # Every path checked before anything is read or loaded: a typo costs one line, not a traceback minutes in.
     if not args.retrieved.is_file():
         parser.error(f"--retrieved {args.retrieved}: no such file; pass the retrieved.jsonl of scripts/retrieve.py")
+    for path in args.saved:
+        if not path.is_file():
+            parser.error(f"--saved {path}: no such file; pass a file --save-dir wrote")
     for path in [*args.model, *([args.template] if args.template else [])]:
         if not path.is_dir():
             parser.error(f"{path}: no such directory; --model and --template take an adapter directory (final/ of "
@@ -144,6 +170,8 @@ def main() -> None:
         report("reference, the passage's title is the question's subject (PopQA s_wiki_title; retriever order "
                "breaks ties)", [[float(p.title.strip().lower() == row["s_wiki_title"].strip().lower()) - j * 1e-3
                                   for j, p in enumerate(ps)] for row, ps in zip(rows, passages, strict=True)])
+    for path in args.saved:
+        report(f"{path.stem} (saved): IsRel", saved_scores(path, rows, passages))
     with tempfile.TemporaryDirectory(prefix="isrel_probe-") as tmp:
         for model in args.model:
             adapter = model
