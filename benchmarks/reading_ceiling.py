@@ -23,6 +23,11 @@ over how many questions each run's columns average. Never run it on a test split
     python benchmarks/reading_ceiling.py report --per-passage outputs/dev/popqa/base_per_passage_k5 \
         --data data/splits/popqa_longtail/dev.jsonl --selfrag outputs/dev/popqa/RUN [...]
 
+A reference run is always added, `perfect IsRel`: IsRel 1 for a passage holding a gold answer (`contains_answer`,
+the reflection block's label), else 0. Its `IsRel pick` is the best any passage-level judge can do with the base's
+answers (the first answer-bearing passage), so the gap between it and `oracle` is what only an answer-level judgement
+(is *this answer* supported) could still win.
+
 `--selfrag` also takes the per-model files of `benchmarks/isrel_probe.py --save-dir` (IsRel scores without answers:
 its `IsRel pick` column only), so an adapter's IsRel can be tried as the chooser without a Self-RAG decode.
 """
@@ -35,6 +40,8 @@ from pathlib import Path
 
 from eval.metrics import match
 from selfrag.io import read_jsonl, write_jsonl_atomic
+from selfrag.retrieval.evaluation import contains_answer
+from selfrag.types import Passage
 
 #: How one per-passage row's id is made from its question's id and the passage's rank (1-based).
 ID_FORMAT = "{qid}#p{rank}"
@@ -106,6 +113,22 @@ def ceiling_table(per_passage: dict[str, tuple[str, float]], questions: Sequence
     return table
 
 
+PERFECT_ISREL = "perfect IsRel"
+
+
+def perfect_isrel_run(per_passage_rows: Sequence[dict], gold: dict[str, list[str]]) -> dict[str, list[dict]]:
+    """The reference run `PERFECT_ISREL` from the per-passage run's rows (one passage each, `ID_FORMAT` ids): per
+    question, its passages in rank order with `scores.rel` 1.0 where the passage holds a gold answer, else 0.0."""
+    ranked: dict[str, list[tuple[int, dict]]] = {}
+    for row in per_passage_rows:
+        (doc,) = row["docs"]
+        qid, rank = question_and_rank(row["id"])
+        holds = contains_answer(Passage(str(doc["id"]), doc.get("title") or "", doc.get("text") or ""), gold[qid])
+        ranked.setdefault(qid, []).append((rank, {"passage_id": doc["id"], "scores": {"rel": float(holds)},
+                                                  "match": None}))
+    return {qid: [c for _, c in sorted(cs, key=lambda rc: rc[0])] for qid, cs in ranked.items()}
+
+
 def _load_run(path: Path, gold: dict[str, list[str]]) -> dict[str, list[dict]]:
     """A Self-RAG run directory (its predictions.jsonl) or a saved IsRel probe file (candidates without answers)."""
     by_question = {}
@@ -136,13 +159,15 @@ def main() -> None:
         print(f"{len(rows)} rows -> {args.out}")
         return
     gold = {str(r["id"]): r["answers"] for r in read_jsonl(args.data)}
+    per_passage_rows = list(read_jsonl(args.per_passage / "predictions.jsonl"))
     per_passage = {}
-    for row in read_jsonl(args.per_passage / "predictions.jsonl"):
+    for row in per_passage_rows:
         (passage,) = row["docs"]
         qid, _ = question_and_rank(row["id"])
         per_passage[str(row["id"])] = (passage["id"], match(row["answer"], gold[qid]))
     k = max(question_and_rank(i)[1] for i in per_passage)
-    runs = {path.name if path.is_dir() else path.stem: _load_run(path, gold) for path in args.selfrag}
+    runs = {PERFECT_ISREL: perfect_isrel_run(per_passage_rows, gold)}
+    runs |= {path.name if path.is_dir() else path.stem: _load_run(path, gold) for path in args.selfrag}
     table = ceiling_table(per_passage, list(gold), k, runs)
     columns = list(table[0])
     print("| " + " | ".join(columns) + " |")

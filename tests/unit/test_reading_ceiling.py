@@ -70,3 +70,21 @@ def test_load_run_reads_a_probe_file_and_a_run_directory(tmp_path):
     answered = [{**candidates[0], "answer": "It is Paris."}]
     (run / "predictions.jsonl").write_text(json.dumps({"id": "1", "candidates": answered}) + "\n")
     assert ceiling._load_run(run, gold)["1"][0]["match"] == 1.0
+
+
+def test_perfect_isrel_picks_the_first_answer_bearing_passage():
+    """The reference run: IsRel 1 where a passage holds a gold answer (title or text, any case), else 0, in rank
+    order whatever the rows' order; its pick is the first such passage, the first passage where none holds one."""
+    def row(rank, passage_id, text, qid="1"):
+        return {"id": f"{qid}#p{rank}", "docs": [{"id": passage_id, "title": "T", "text": text}]}
+
+    rows = [row(2, "b", "born in PARIS"), row(1, "a", "no answer"), row(3, "c", "Paris again"),
+            row(1, "d", "nothing", "2"), row(2, "e", "nothing either", "2")]
+    run = ceiling.perfect_isrel_run(rows, {"1": ["Paris"], "2": ["Rome"]})
+    assert [(c["passage_id"], c["scores"]["rel"]) for c in run["1"]] == [("a", 0.0), ("b", 1.0), ("c", 1.0)]
+    assert [c["scores"]["rel"] for c in run["2"]] == [0.0, 0.0]
+    # the base is right from c only on q1 and from d on q2: the perfect IsRel picks b (wrong) and d (right)
+    per_passage = {"1#p1": ("a", 0.0), "1#p2": ("b", 0.0), "1#p3": ("c", 1.0), "2#p1": ("d", 1.0),
+                   "2#p2": ("e", 0.0)}
+    table = ceiling.ceiling_table(per_passage, ["1", "2"], 2, {ceiling.PERFECT_ISREL: run})
+    assert table[1]["perfect IsRel: IsRel pick"] == 0.5 and table[1]["oracle"] == 0.5
