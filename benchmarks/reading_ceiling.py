@@ -11,6 +11,9 @@ decoding.ndocs=1`), and for k = 1..K the script prints
   relevant among the first k (ties to the earlier passage), and `own oracle`, the same bound for the generator's own
   answers.
 
+Under the table, per run: its IsRel pick minus the first passage's answer at each depth, with a paired bootstrap 95%
+interval over the questions both cover (`eval.stats.paired_bootstrap`).
+
 The passages are the same in both runs (the same BM25 index, top k in order); a question whose passages differ by id
 at some depth (a tie in BM25's scores broken the other way) is left out of that run's columns there, and `n` says
 over how many questions each run's columns average. Never run it on a test split.
@@ -39,6 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eval.metrics import match
+from eval.stats import paired_bootstrap
 from selfrag.io import read_jsonl, write_jsonl_atomic
 from selfrag.retrieval.evaluation import contains_answer
 from selfrag.types import Passage
@@ -61,6 +65,21 @@ def split_rows(rows: Sequence[dict], k: int) -> list[dict]:
         for rank, passage in enumerate(row["ctxs"][:k], start=1):
             out.append({**row, "id": ID_FORMAT.format(qid=row["id"], rank=rank), "ctxs": [passage]})
     return out
+
+
+def _read(per_passage: dict[str, tuple[str, float]], qid: str, depth: int) -> list[tuple[str, float]]:
+    """(passage id, the base's match) for a question's first `depth` passages, in rank order."""
+    return [per_passage[ID_FORMAT.format(qid=qid, rank=r)] for r in range(1, depth + 1)]
+
+
+def isrel_pick(read: Sequence[tuple[str, float]], candidates: Sequence[dict]) -> float | None:
+    """The base's match from the passage the run's IsRel ranks first among `read` (ties to the earlier passage), or
+    None when the run's first passages are not `read`'s (fewer, or a BM25 tie broken the other way)."""
+    candidates = candidates[:len(read)]
+    if [str(c["passage_id"]) for c in candidates] != [str(p) for p, _ in read]:
+        return None
+    rel = [c["scores"].get("rel") or 0.0 for c in candidates]
+    return read[max(range(len(rel)), key=lambda i: rel[i])][1]  # max keeps the first of equal scores
 
 
 def ceiling_table(per_passage: dict[str, tuple[str, float]], questions: Sequence[str], k: int,
@@ -86,7 +105,7 @@ def ceiling_table(per_passage: dict[str, tuple[str, float]], questions: Sequence
         picks: dict[str, list[float]] = {name: [] for name in runs}
         owns: dict[str, list[float | None]] = {name: [] for name in runs}  # None: a run without answers
         for qid in questions:
-            read = [per_passage[ID_FORMAT.format(qid=qid, rank=r)] for r in range(1, depth + 1)]
+            read = _read(per_passage, qid, depth)
             firsts.append(read[0][1])
             oracles.append(max(m for _, m in read))
             for name, by_question in runs.items():
@@ -94,11 +113,10 @@ def ceiling_table(per_passage: dict[str, tuple[str, float]], questions: Sequence
                 if len(candidates) < depth:  # the run decoded fewer passages: nothing to say at this depth
                     short.add(name)
                     continue
-                if [str(c["passage_id"]) for c in candidates] != [str(p) for p, _ in read]:
+                pick = isrel_pick(read, candidates)
+                if pick is None:
                     continue  # a tie in BM25's order broken the other way: the base did not read the run's passage
-                rel = [c["scores"].get("rel") or 0.0 for c in candidates]
-                best = max(range(len(rel)), key=lambda i: rel[i])  # max keeps the first of equal scores
-                picks[name].append(read[best][1])
+                picks[name].append(pick)
                 matches = [c["match"] for c in candidates]
                 owns[name].append(None if None in matches else max(matches))
         n = len(questions)
@@ -111,6 +129,19 @@ def ceiling_table(per_passage: dict[str, tuple[str, float]], questions: Sequence
             row[f"{name}: n"] = len(picks[name]) if done else None
         table.append(row)
     return table
+
+
+def pick_against_first(per_passage: dict[str, tuple[str, float]], questions: Sequence[str], depth: int,
+                       by_question: dict[str, list[dict]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Per question, (the run's IsRel pick, the first passage's answer) at `depth`, over the questions where the run
+    read the per-passage file's passages: the pairs a paired bootstrap compares."""
+    picked, first = {}, {}
+    for qid in questions:
+        read = _read(per_passage, qid, depth)
+        pick = isrel_pick(read, by_question[qid]) if len(by_question[qid]) >= depth else None
+        if pick is not None:
+            picked[qid], first[qid] = pick, read[0][1]
+    return picked, first
 
 
 PERFECT_ISREL = "perfect IsRel"
@@ -176,6 +207,16 @@ def main() -> None:
         cells = ["–" if row[c] is None else str(row[c]) if c == "k" or c.endswith(": n") else f"{row[c]:.0%}"
                  for c in columns]
         print("| " + " | ".join(cells) + " |")
+    print()
+    print("IsRel pick - first passage, paired bootstrap over questions (95% CI), per depth:")
+    for name, by_question in runs.items():
+        gains = []
+        for depth in range(2, k + 1):
+            picked, first = pick_against_first(per_passage, list(gold), depth, by_question)
+            if picked:
+                result = paired_bootstrap(picked, first)
+                gains.append(f"k={depth} {result.difference:+.1%} [{result.ci_low:+.1%}, {result.ci_high:+.1%}]")
+        print(f"- {name}: " + "; ".join(gains))
 
 
 if __name__ == "__main__":

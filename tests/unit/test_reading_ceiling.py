@@ -88,3 +88,12 @@ def test_perfect_isrel_picks_the_first_answer_bearing_passage():
                    "2#p2": ("e", 0.0)}
     table = ceiling.ceiling_table(per_passage, ["1", "2"], 2, {ceiling.PERFECT_ISREL: run})
     assert table[1]["perfect IsRel: IsRel pick"] == 0.5 and table[1]["oracle"] == 0.5
+
+
+def test_pick_against_first_pairs_the_questions_the_run_read():
+    # q1: the run picks passage 2 (right; the first is wrong); q2: its passages differ from the file's: left out.
+    per_passage = {"1#p1": ("a", 0.0), "1#p2": ("b", 1.0), "2#p1": ("c", 1.0), "2#p2": ("d", 0.0)}
+    run = {"1": [{"passage_id": "a", "scores": _rel(0.1)}, {"passage_id": "b", "scores": _rel(0.8)}],
+           "2": [{"passage_id": "c", "scores": _rel(0.1)}, {"passage_id": "z", "scores": _rel(0.8)}]}
+    assert ceiling.pick_against_first(per_passage, ["1", "2"], 2, run) == ({"1": 1.0}, {"1": 0.0})
+    assert ceiling.isrel_pick([("a", 0.0), ("b", 1.0)], run["1"][:1]) is None  # fewer passages than read
