@@ -156,6 +156,9 @@ def _start_from_adapter(model: Any, adapter: Path) -> None:
     except RuntimeError as err:  # a shape mismatch: another base or vocabulary
         raise InputError(f"finetune.init_adapter={adapter}: its tensors do not fit this base ({err}); continue from "
                          "an adapter trained on the same base") from None
+    except KeyError as err:  # peft looks up some tensors (the token rows) by name
+        raise InputError(f"finetune.init_adapter={adapter}: it does not hold this run's trained tensors (e.g. "
+                         f"{err.args[0]}); continue from an adapter of the same setup") from None
     unset = sorted({name for name, p in model.named_parameters() if p.requires_grad} & set(loaded.missing_keys))
     stray = loaded.unexpected_keys
     if unset or stray:

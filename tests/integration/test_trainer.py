@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from selfrag import tokens as T
 from selfrag.io import InputError
@@ -405,6 +406,15 @@ def test_init_adapter_starts_from_the_adapters_weights(bases, data_file, tmp_pat
         _config(finetune="full", init_adapter=str(first.final_dir))
     with pytest.raises(InputError, match=r"init_adapter=.*: not a LoRA adapter directory"):
         _config(finetune="lora", init_adapter=str(tmp_path))
+    partial = tmp_path / "partial"  # the adapter without its token rows: those would start fresh, silently
+    shutil.copytree(first.final_dir, partial)
+    save_file({k: v for k, v in start.items() if "trainable_tokens" not in k}, str(partial / ADAPTER_WEIGHTS))
+    with pytest.raises(InputError, match=r"does not hold this run's trained tensors \(e.g. .*trainable_tokens"):
+        train(base, dataset, _config(**still, init_adapter=str(partial)), output_dir=tmp_path / "f", progress=False)
+    dropped = sorted(k for k in start if "lora_A" in k)[0]  # one LoRA matrix gone: it would keep peft's random init
+    save_file({k: v for k, v in start.items() if k != dropped}, str(partial / ADAPTER_WEIGHTS))
+    with pytest.raises(InputError, match=r"does not hold this run's trained tensors \(1 missing, 0 without a place"):
+        train(base, dataset, _config(**still, init_adapter=str(partial)), output_dir=tmp_path / "g", progress=False)
     other = train(base, dataset, _config(finetune="lora", learning_rate=5e-3, max_steps=1, seed=3),
                   output_dir=tmp_path / "e", progress=False)
     (first.final_dir / ADAPTER_WEIGHTS).write_bytes((other.final_dir / ADAPTER_WEIGHTS).read_bytes())
