@@ -43,9 +43,9 @@ from pathlib import Path
 
 from eval.metrics import match
 from eval.stats import paired_bootstrap
+from selfrag.inputs import passages_from_row
 from selfrag.io import read_jsonl, write_jsonl_atomic
 from selfrag.retrieval.evaluation import contains_answer
-from selfrag.types import Passage
 
 #: How one per-passage row's id is made from its question's id and the passage's rank (1-based).
 ID_FORMAT = "{qid}#p{rank}"
@@ -138,7 +138,7 @@ def pick_against_first(per_passage: dict[str, tuple[str, float]], questions: Seq
     picked, first = {}, {}
     for qid in questions:
         read = _read(per_passage, qid, depth)
-        pick = isrel_pick(read, by_question[qid]) if len(by_question[qid]) >= depth else None
+        pick = isrel_pick(read, by_question[qid])  # None where the run read fewer or other passages
         if pick is not None:
             picked[qid], first[qid] = pick, read[0][1]
     return picked, first
@@ -151,11 +151,11 @@ def perfect_isrel_run(per_passage_rows: Sequence[dict], gold: dict[str, list[str
     """The reference run `PERFECT_ISREL` from the per-passage run's rows (one passage each, `ID_FORMAT` ids): per
     question, its passages in rank order with `scores.rel` 1.0 where the passage holds a gold answer, else 0.0."""
     ranked: dict[str, list[tuple[int, dict]]] = {}
-    for row in per_passage_rows:
-        (doc,) = row["docs"]
+    for n, row in enumerate(per_passage_rows):
+        (passage,) = passages_from_row(row, f"per-passage row {n + 1}", str(row["id"]))
         qid, rank = question_and_rank(row["id"])
-        holds = contains_answer(Passage(str(doc["id"]), doc.get("title") or "", doc.get("text") or ""), gold[qid])
-        ranked.setdefault(qid, []).append((rank, {"passage_id": doc["id"], "scores": {"rel": float(holds)},
+        holds = contains_answer(passage, gold[qid])
+        ranked.setdefault(qid, []).append((rank, {"passage_id": passage.id, "scores": {"rel": float(holds)},
                                                   "match": None}))
     return {qid: [c for _, c in sorted(cs, key=lambda rc: rc[0])] for qid, cs in ranked.items()}
 

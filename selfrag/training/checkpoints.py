@@ -126,9 +126,8 @@ def run_settings(base_model_dir: Path, config: TrainConfig, data_fingerprint: st
     recorded = {"base_model_dir": str(base_model_dir), "base_fingerprint": layout_fingerprint(base_model_dir),
                 "data_fingerprint": data_fingerprint, "config": settings}
     if config.init_adapter:  # the weights it starts from, by content: a retrained adapter at the same path differs
-        weights = Path(config.init_adapter).expanduser()
-        recorded["init_adapter_fingerprint"] = (content_fingerprint(weights, keep=lambda p: p.name == ADAPTER_WEIGHTS)
-                                                if weights.is_dir() else None)
+        recorded["init_adapter_fingerprint"] = content_fingerprint(Path(config.init_adapter).expanduser(),
+                                                                   keep=lambda p: p.name == ADAPTER_WEIGHTS)
     return recorded
 
 
