@@ -7,13 +7,10 @@ scoring, comparison and reports treat every method alike. The answer is the outp
 and end markers removed (`selfrag.tokens.strip_reflection`), so a Self-RAG checkpoint can serve as its own baseline.
 
 Standard-RAG prompt: the reference code's retrieval baseline numbers the passages `[i] {title}\\n{text}`, one after
-the other, before the instruction:
-- `prompt=selfrag`: `### Paragraph:\\n[1] {title}\\n{text}\\n[2] ...\\n\\n### Instruction:\\n{instruction}\\n\\n`
-  `### Response:\\n` (the reference `prompt_no_input_retrieval` without its Alpaca preamble, which the Self-RAG
-  format does not have either);
-- `prompt=chat`: one user turn `[1] {title}\\n{text}\\n...\\n\\n{instruction}` through the model's chat template.
-A query with no passages (none in its `ctxs` and no live retriever, or no hit) gets the bare prompt and
-`retrieved: false`. Passages are static `ctxs` first, else the live retriever's, exactly as Self-RAG finds them.
+the other, before the instruction (`selfrag.prompts.rag_prompt`); the answers are written by
+`selfrag.decoding.reader.PlainReader`, the reader `decoding.reader=base` gives Self-RAG. A query with no passages
+(none in its `ctxs` and no live retriever, or no hit) gets the bare prompt and `retrieved: false`. Passages are
+static `ctxs` first, else the live retriever's, exactly as Self-RAG finds them.
 """
 
 from __future__ import annotations
@@ -23,9 +20,10 @@ from typing import Any
 
 from selfrag import tokens as T
 from selfrag.decoding.backend import Backend, make_backend
-from selfrag.decoding.context import context_limit, refuse_if_too_long
+from selfrag.decoding.context import context_limit
 from selfrag.decoding.factory import prompt_formatter
 from selfrag.decoding.pipeline import top_passages
+from selfrag.decoding.reader import PlainReader
 from selfrag.decoding.records import passage_to_json
 from selfrag.decoding.run import DecodeSettings
 from selfrag.io import InputError
@@ -38,30 +36,6 @@ from selfrag.types import Passage, Query
 #: Every `method=` value; the first is decoded by `selfrag.decoding`, the others here.
 METHODS = ("selfrag", "no_retrieval", "standard_rag")
 BASELINES = METHODS[1:]
-
-
-def passages_text(passages: Sequence[Passage]) -> str:
-    """Passages as the standard-RAG prompt shows them: `[1] {title}\\n{text}` blocks joined by newlines."""
-    return "\n".join(f"[{i}] {p.title}\n{p.text}" for i, p in enumerate(passages, start=1))
-
-
-def rag_prompt(formatter: PromptFormatter, instruction: str, passages: Sequence[Passage]) -> str:
-    """The standard-RAG prompt text (see the module docstring); the bare prompt when there are no passages."""
-    if not passages:
-        return formatter(instruction)
-    block = passages_text(passages)
-    if formatter.style == "chat":
-        return formatter(f"{block}\n\n{instruction}")
-    return f"### Paragraph:\n{block}\n\n### Instruction:\n{instruction}\n\n### Response:\n"
-
-
-def answer_stop_ids(tokenizer: Any) -> tuple[int, ...]:
-    """EOS and every other special token except the reflection tokens (which a Self-RAG model emits mid-answer):
-    a response never legitimately contains a turn marker, BOS or padding, so generation ends there."""
-    vocab_ids = tokenizer.convert_tokens_to_ids(list(T.REFLECTION_TOKENS))
-    reflection = {i for i in vocab_ids if i is not None and i != tokenizer.unk_token_id}
-    specials = {i for i in (*tokenizer.all_special_ids, tokenizer.eos_token_id) if i is not None}
-    return tuple(sorted(specials - reflection))
 
 
 class Baseline:
@@ -97,15 +71,11 @@ class Baseline:
         if method not in BASELINES:
             raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r} (method=...)")
         self.method = method
-        self.backend = backend
-        self.tokenizer = tokenizer
-        self.prompt = prompt or PromptFormatter()
-        self.max_new_tokens = max_new_tokens
         self.ndocs = ndocs
         self.retriever = retriever
-        self.context_limit = context_limit
-        self.stop_ids = answer_stop_ids(tokenizer)
-        self._drop = set(self.stop_ids)
+        self.reader = PlainReader(backend, tokenizer, prompt=prompt or PromptFormatter(),
+                                  max_new_tokens=max_new_tokens, context_limit=context_limit,
+                                  label=f"{method} prompt")
 
     def passages(self, queries: Sequence[Query]) -> list[list[Passage]]:
         """The passages each query's prompt shows (none for no_retrieval)."""
@@ -115,27 +85,19 @@ class Baseline:
 
     def prompt_ids(self, query: Query, passages: Sequence[Passage]) -> list[int]:
         """Token ids of the prompt (BOS added for the official format; chat templates carry their own)."""
-        text = rag_prompt(self.prompt, query.instruction, passages)
-        return list(self.tokenizer(text, add_special_tokens=self.prompt.style != "chat")["input_ids"])
+        return self.reader.prompt_ids(query.instruction, passages)
 
     def predict(self, queries: Sequence[Query]) -> list[dict[str, Any]]:
         """Answer every query greedily in one batched backend call; one `predictions.jsonl` row each."""
         found = self.passages(queries)
-        prompts = [self.prompt_ids(q, p) for q, p in zip(queries, found)]
-        for query, ids in zip(queries, prompts):
-            refuse_if_too_long(query.id, self.context_limit, len(ids) + self.max_new_tokens,
-                               f"its {self.method} prompt is {len(ids)} tokens + "
-                               f"decoding.max_new_tokens={self.max_new_tokens}")
-        completions = self.backend.generate(prompts, max_new_tokens=self.max_new_tokens, stop_token_ids=self.stop_ids)
+        readings = self.reader.read([q.id for q in queries], [q.instruction for q in queries], found)
         rows = []
-        for query, passages, completion in zip(queries, found, completions):
-            output = self.tokenizer.decode([i for i in completion.token_ids if i not in self._drop],
-                                           skip_special_tokens=False)
+        for query, passages, reading in zip(queries, found, readings):
             rows.append({
                 "id": query.id,
                 "question": query.question,
-                "answer": T.strip_reflection(output),
-                "output": output,
+                "answer": T.strip_reflection(reading.output),
+                "output": reading.output,
                 "retrieved": bool(passages),
                 "p_retrieve": None,
                 "options": list(query.options) if query.options else None,
@@ -146,7 +108,7 @@ class Baseline:
         return with_search_queries(rows, self.retriever)
 
     def close(self) -> None:
-        self.backend.close()
+        self.reader.close()
         close_retriever(self.retriever)
 
 

@@ -6,7 +6,7 @@
         [model=smollm2_135m_instruct]
 
 For each row of one segment citing one `[Relevant]` passage, the base reads the passage in the standard-RAG prompt of
-its chat template (eval/baselines.rag_prompt: what `method=standard_rag` shows it) and answers greedily; the answer is
+its chat template (selfrag.prompts.rag_prompt: what `method=standard_rag` shows it) and answers greedily; the answer is
 kept, cut after its first sentence holding the row's answer, where one of its first `max_sentences` sentences does
 (`whole_answer=true`: all of it, less a last sentence cut off by `max_new_tokens`).
 With `abstain_unknown=true`, each row of one segment citing one `[Irrelevant]` passage is asked of the base
@@ -41,10 +41,10 @@ from critic.self_distill import (
     with_answer,
 )
 from critic.truth import is_rejected_variant
-from eval.baselines import answer_stop_ids, rag_prompt
 from selfrag.cli import run_or_exit
 from selfrag.decoding.backend import make_backend
 from selfrag.decoding.factory import check_backend, prompt_formatter
+from selfrag.decoding.reader import answer_stop_ids
 from selfrag.io import (
     InputError,
     read_done_ids,
@@ -54,7 +54,7 @@ from selfrag.io import (
 )
 from selfrag.models.loading import load_tokenizer, model_spec, resolve_checkpoint
 from selfrag.overrides import hydra_app
-from selfrag.prompts import user_content
+from selfrag.prompts import rag_prompt, user_content
 from selfrag.rundir import claimed_output_dir, guard_settings, refuse_input_dir
 from selfrag.types import Passage
 from selfrag.values import as_bool, as_int

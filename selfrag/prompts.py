@@ -87,6 +87,31 @@ def passage_block(passage: Passage) -> str:
     return f"{T.RETRIEVAL}{T.PARAGRAPH_OPEN}{passage.title}\n{passage.text}{T.PARAGRAPH_CLOSE}"
 
 
+def passages_text(passages: Sequence[Passage]) -> str:
+    """Passages as the standard-RAG prompt shows them: `[1] {title}\\n{text}` blocks joined by newlines."""
+    return "\n".join(f"[{i}] {p.title}\n{p.text}" for i, p in enumerate(passages, start=1))
+
+
+def rag_prompt(formatter: PromptFormatter, instruction: str, passages: Sequence[Passage]) -> str:
+    """The standard-RAG prompt text: the passages (`passages_text`) before the instruction, the bare prompt when
+    there are none.
+
+    - `prompt=selfrag`: `### Paragraph:\\n[1] {title}\\n{text}\\n[2] ...\\n\\n### Instruction:\\n{instruction}\\n\\n`
+      `### Response:\\n` (the reference `prompt_no_input_retrieval` without its Alpaca preamble, which the Self-RAG
+      format does not have either);
+    - `prompt=chat`: one user turn `[1] {title}\\n{text}\\n...\\n\\n{instruction}` through the model's chat template.
+
+    What `method=standard_rag` shows a model, and what a plain reader (`decoding.reader=base`) answers one passage
+    from.
+    """
+    if not passages:
+        return formatter(instruction)
+    block = passages_text(passages)
+    if formatter.style == "chat":
+        return formatter(f"{block}\n\n{instruction}")
+    return f"### Paragraph:\n{block}\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+
+
 def response_text(segments: Iterable[Candidate]) -> str:
     """The raw response with its tokens: each segment's passage block (or `[No Retrieval]`), then its text."""
     return "".join((passage_block(c.passage) if c.passage else T.NO_RETRIEVAL) + c.text for c in segments)

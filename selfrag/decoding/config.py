@@ -38,6 +38,8 @@ def parse_threshold(value: Any, key: str = "decoding.threshold", *, allow_none: 
 
 #: The library's default reward weights (`RewardWeights`' own field defaults).
 DEFAULT_WEIGHTS = RewardWeights()
+#: Who writes the candidates' answers (`decoding.reader`): the generator itself, or the base model it was trained from.
+READERS = ("generator", "base")
 #: The settings that make up the reward weights, as named in configs (`decoding.w_rel`, ...).
 WEIGHT_KEYS = ("w_rel", "w_sup", "w_use", "use_seqscore")
 
@@ -93,6 +95,11 @@ class DecodingConfig:
         retrieval_budget: at most this share of questions retrieves: the threshold is set, before decoding, to the
             p_ret quantile of the questions in `budget_data` (`selfrag.decoding.budget`); None: `threshold` as given.
         budget_data: the file (same task) whose questions set the budget's threshold: a dev split, never the test.
+        reader: who writes each candidate's answer. "generator": the generator, reflection tokens and all (the
+            paper's decoding). "base": the base model the generator's adapter was trained from answers from each
+            passage alone in its own prompt format (`method=standard_rag`'s prompt with one passage), and the
+            generator critiques that answer by teacher forcing (`SelfRAG.critique`); so a generator whose tuning cost
+            reading can still choose among the base's answers. Short form only; the model needs `model.adapter`.
 
     Raises (on construction):
         InputError (a ValueError): a value of the wrong type or out of range, naming its key (`decoding.threshold`).
@@ -114,9 +121,11 @@ class DecodingConfig:
     corrective_threshold: float = 0.5
     retrieval_budget: float | None = None
     budget_data: str | None = None
+    reader: str = "generator"
 
     def __post_init__(self) -> None:
         parse_mode(self.mode)
+        as_choice(self.reader, "decoding.reader", READERS)
         parse_threshold(self.threshold)
         for name in ("ndocs", "max_new_tokens", "beam_width", "max_depth"):
             as_int(getattr(self, name), f"decoding.{name}", minimum=1)
@@ -138,6 +147,9 @@ class DecodingConfig:
         # Strings "true"/"false" pass the strict check; store real booleans so `if config.long_form` means it.
         for name in ("use_seqscore", "long_form", "score_all_paths", "corrective"):
             object.__setattr__(self, name, as_bool(getattr(self, name), f"decoding.{name}"))
+        if self.reader == "base" and self.long_form:
+            raise InputError("decoding.reader=base answers each passage in one step (short form); set "
+                             "decoding.long_form=false or decoding.reader=generator")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> DecodingConfig:

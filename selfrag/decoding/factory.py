@@ -9,8 +9,9 @@ from selfrag.decoding.backend import BACKENDS, make_backend
 from selfrag.decoding.config import DecodingConfig
 from selfrag.decoding.context import ContextGuard, context_limit
 from selfrag.decoding.pipeline import SelfRAG
+from selfrag.decoding.reader import PlainReader
 from selfrag.io import InputError
-from selfrag.models.loading import ModelSpec, load_tokenizer, resolve_checkpoint
+from selfrag.models.loading import ModelSpec, base_model_spec, load_tokenizer, resolve_checkpoint
 from selfrag.models.reflection import reflection_token_ids
 from selfrag.prompts import PROMPT_STYLES, PromptFormatter, chat_renderer
 from selfrag.retrieval.base import Retriever
@@ -60,7 +61,9 @@ def build_selfrag(
 
     The token check runs before the backend starts, so a model without reflection tokens fails in seconds with a
     message saying how to fix it, not after a vLLM engine boots. The backend is wrapped in a `ContextGuard` when the
-    model's context is known (`selfrag.decoding.context`), so no request longer than the context reaches it.
+    model's context is known (`selfrag.decoding.context`), so no request longer than the context reaches it. With
+    `decoding.reader=base` a second backend of the same kind and options runs the adapter's base model, which writes
+    the answers (`base_reader`).
     """
     checkpoint = resolve_checkpoint(model)
     tokenizer = load_tokenizer(checkpoint)
@@ -72,7 +75,24 @@ def build_selfrag(
         raise InputError(str(err)) from None
     limit = context_limit(checkpoint, backend_options)
     log.info("model %s, backend %s, prompt %s, context %s tokens", checkpoint, backend, formatter.style, limit)
+    reader_spec = base_model_spec(model) if decoding.reader == "base" else None  # refused before anything loads
     engine = make_backend(backend, checkpoint, **backend_options)
     if limit is not None:
         engine = ContextGuard(engine, limit)
-    return SelfRAG(engine, tokenizer, decoding, prompt=formatter, retriever=retriever, source=source)
+    reader = None
+    if reader_spec is not None:
+        reader = base_reader(reader_spec, backend=backend, backend_options=backend_options,
+                             max_new_tokens=decoding.max_new_tokens)
+    return SelfRAG(engine, tokenizer, decoding, prompt=formatter, retriever=retriever, reader=reader, source=source)
+
+
+def base_reader(spec: ModelSpec, *, backend: str, backend_options: dict[str, Any], max_new_tokens: int) -> PlainReader:
+    """A `PlainReader` over `spec` (a generator's base, `base_model_spec`) in its own prompt format: its chat template
+    when it has one (an instruct base reads best in it), else the official format."""
+    checkpoint = resolve_checkpoint(spec)
+    tokenizer = load_tokenizer(checkpoint)
+    formatter = prompt_formatter("auto", tokenizer)
+    limit = context_limit(checkpoint, backend_options)
+    log.info("reader %s, prompt %s, context %s tokens", checkpoint, formatter.style, limit)
+    return PlainReader(make_backend(backend, checkpoint, **backend_options), tokenizer, prompt=formatter,
+                       max_new_tokens=max_new_tokens, context_limit=limit)

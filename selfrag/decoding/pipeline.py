@@ -5,6 +5,10 @@ retrieval decision, then one generation call for every candidate of every query,
 scores (the backend tracks the reflection tokens' log-probabilities at every position). Long form hands the same
 operations to `selfrag.decoding.beam`, which sees this decoder only through the `selfrag.decoding.expansion.Expander`
 protocol (so beam never imports this module).
+
+With a reader (`decoding.reader=base`) the short-form candidates' answers are written by another model, one per
+passage, and the generator critiques each by teacher forcing (`SelfRAG.critique`): three scoring calls, no
+generation by the generator.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from selfrag.decoding.critique import (
 )
 from selfrag.decoding.expansion import Continuation, Expansion
 from selfrag.decoding.grammar import candidate_problem
+from selfrag.decoding.reader import PlainReader, Reading
 from selfrag.prompts import PromptFormatter, passage_block, response_text
 from selfrag.retrieval.base import Retriever
-from selfrag.types import Candidate, Completion, Passage, Prediction, Query, ScoreRequest
+from selfrag.types import Candidate, Completion, GroupProbs, Passage, Prediction, Query, ScoreRequest
 
 
 def choose_short_form(
@@ -91,6 +96,8 @@ class SelfRAG:
         prompt: how an instruction becomes a prompt (official format by default).
         retriever: live retriever for queries without static passages (and per segment in long form).
         rewriter: questions -> search queries, for `config.corrective`'s one retry (None: no corrective step).
+        reader: writes the short-form candidates' answers instead of the generator (`decoding.reader=base`; None: the
+            generator writes them).
         source: how to name the model in error messages.
     """
 
@@ -103,14 +110,18 @@ class SelfRAG:
         prompt: PromptFormatter | None = None,
         retriever: Retriever | None = None,
         rewriter: Callable[[Sequence[str]], list[str]] | None = None,
+        reader: PlainReader | None = None,
         source: str = "the model",
     ) -> None:
+        if reader is not None and config.long_form:
+            raise ValueError("a reader writes short-form answers only (decoding.long_form=false)")
         self.backend = backend
         self.codec = TokenCodec(tokenizer, source=source)
         self.config = config
         self.prompt = prompt or PromptFormatter()
         self.retriever = retriever
         self.rewriter = rewriter
+        self.reader = reader
 
     # ---- shared operations (short and long form) -------------------------------------------------------------
 
@@ -120,9 +131,19 @@ class SelfRAG:
 
     def retrieve_probabilities(self, prefixes: Sequence[tuple[int, ...]]) -> list[float]:
         """p_ret at the end of each prefix, from the exact probabilities of [Retrieval] and [No Retrieval]."""
-        group = self.codec.group(T.RETRIEVE_GROUP)
-        answers = self.backend.score([ScoreRequest(p, ((len(p), group),)) for p in prefixes])
-        return [retrieve_probability(dict(zip(T.RETRIEVE_GROUP, map(math.exp, a[0])))) for a in answers]
+        return [retrieve_probability(p) for p in self._probs_after(prefixes, T.RETRIEVE_GROUP)]
+
+    def _probs_after(self, sequences: Sequence[tuple[int, ...]], group: Sequence[str]) -> list[GroupProbs]:
+        """Full-vocabulary probabilities of `group`'s tokens right after each sequence, in one scoring call."""
+        if not sequences:
+            return []
+        ids = self.codec.group(group)
+        answers = self.backend.score([ScoreRequest(s, ((len(s), ids),)) for s in sequences])
+        return [dict(zip(group, map(math.exp, a[0]), strict=True)) for a in answers]
+
+    def _greedy(self, probs: GroupProbs) -> int:
+        """The id of the group's most probable token (the first of equal ones): what greedy decoding would write."""
+        return self.codec.ids[max(probs, key=lambda t: probs[t])]
 
     def find_passages(self, queries: Sequence[Query], contexts: Sequence[str]) -> list[list[Passage]]:
         """Top-`ndocs` passages per query: its static passages, else the live retriever's (query text + context)."""
@@ -135,10 +156,7 @@ class SelfRAG:
         `</paragraph>`), IsSup and IsUse (where their first token was emitted) and, when a segment ends on
         `[Retrieval]`, the next retrieval decision are all read from the generation itself.
         """
-        prompts = [
-            e.prefix + (self.codec.encode(passage_block(e.passage)) if e.passage else (self.codec.ids[T.NO_RETRIEVAL],))
-            for e in expansions
-        ]
+        prompts = [self._start(e) for e in expansions]
         retrieval_id = self.codec.ids[T.RETRIEVAL]
         completions = self.backend.generate(
             prompts,
@@ -171,6 +189,62 @@ class SelfRAG:
             )
             continuations.append(Continuation(candidate, prompt, tuple(generated), next_p_retrieve))
         return continuations
+
+    def _start(self, expansion: Expansion) -> tuple[int, ...]:
+        """Where a candidate's own tokens begin: the prefix, then the passage block or `[No Retrieval]`."""
+        if expansion.passage is None:
+            return expansion.prefix + (self.codec.ids[T.NO_RETRIEVAL],)
+        return expansion.prefix + self.codec.encode(passage_block(expansion.passage))
+
+    def critique(self, expansions: Sequence[Expansion], readings: Sequence[Reading]) -> list[Continuation]:
+        """Candidates whose answers another model wrote (`readings[k]` for `expansions[k]`), critiqued by the generator
+        by teacher forcing: each answer is put where the generator would have written its own, and the reflection
+        tokens are read from the full distribution there, in three scoring calls for all expansions:
+
+        1. IsRel right after the passage block (the same position `expand` reads it at);
+        2. after the more probable IsRel token and the answer's tokens, IsSup (passage candidates only);
+        3. after the more probable IsSup token (passage candidates) or right after the answer (none), IsUse.
+
+        The candidate's text is the answer between those greedy tokens (`[Relevant]answer[Fully supported]
+        [Utility:5]`, the generator's own layout), its answer the reader's (reflection markup removed, as the
+        standard-RAG baseline reports it) and its sequence score the reader's likelihood of that answer. It counts as
+        finished: its critique is read whatever the answer's length, and an answer that reached `max_new_tokens` is
+        kept as the reader wrote it, as `method=standard_rag` keeps it.
+        """
+        starts = [self._start(e) for e in expansions]
+        answers = [T.strip_reflection(r.output) for r in readings]
+        with_passage = [k for k, e in enumerate(expansions) if e.passage is not None]
+        rel = dict(zip(with_passage, self._probs_after([starts[k] for k in with_passage], T.ISREL_GROUP),
+                       strict=True))
+        bodies = [starts[k] + ((self._greedy(rel[k]),) if k in rel else ()) + self.codec.encode(answers[k])
+                  for k in range(len(expansions))]
+        sup = dict(zip(with_passage, self._probs_after([bodies[k] for k in with_passage], T.ISSUP_GROUP),
+                       strict=True))
+        ends = [bodies[k] + ((self._greedy(sup[k]),) if k in sup else ()) for k in range(len(expansions))]
+        use = self._probs_after(ends, T.ISUSE_GROUP)
+        continuations = []
+        for k, (expansion, reading) in enumerate(zip(expansions, readings, strict=True)):
+            generated = ends[k][len(starts[k]):] + (self._greedy(use[k]),)
+            candidate = Candidate(text=self.codec.decode(generated), answer=answers[k], passage=expansion.passage,
+                                  seq=sequence_score(reading.logprobs), rel_probs=rel.get(k), sup_probs=sup.get(k),
+                                  use_probs=use[k], finished=True)
+            continuations.append(Continuation(candidate, starts[k], generated, None))
+        return continuations
+
+    def _candidates(self, expansions: Sequence[Expansion], queries: Sequence[Query]) -> list[Continuation]:
+        """Short form's candidates, `queries[k]` asking `expansions[k]`: written and critiqued by the generator
+        (`expand`), or with a reader written by it from the expansion's passage alone and critiqued (`critique`)."""
+        if self.reader is None:
+            return self.expand(expansions, stop_at_retrieval=False)
+        readings = self.reader.read([q.id for q in queries], [q.instruction for q in queries],
+                                    [[e.passage] if e.passage is not None else [] for e in expansions])
+        return self.critique(expansions, readings)
+
+    def close(self) -> None:
+        """Release the generator's backend and the reader's."""
+        self.backend.close()
+        if self.reader is not None:
+            self.reader.close()
 
     @property
     def _tracked_ids(self) -> tuple[int, ...]:
@@ -211,7 +285,7 @@ class SelfRAG:
                 expansions.append(Expansion(prompt, None))
                 owners.append(i)
         per_query: list[list[Continuation]] = [[] for _ in queries]
-        for owner, item in zip(owners, self.expand(expansions, stop_at_retrieval=False)):
+        for owner, item in zip(owners, self._candidates(expansions, [queries[o] for o in owners])):
             per_query[owner].append(item)
         corrective = self._corrective_retry(queries, prompts, decide, passages, per_query)
         predictions = []
@@ -257,6 +331,6 @@ class SelfRAG:
             record[i] = {"query": query, "passage_ids": [p.id for p in fresh]}
             expansions += [Expansion(prompts[i], p) for p in fresh]
             owners += [i] * len(fresh)
-        for owner, item in zip(owners, self.expand(expansions, stop_at_retrieval=False)):
+        for owner, item in zip(owners, self._candidates(expansions, [queries[o] for o in owners])):
             per_query[owner].append(item)
         return record

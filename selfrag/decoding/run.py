@@ -41,7 +41,7 @@ from selfrag.decoding.records import prediction_to_json
 from selfrag.decoding.wellformed import well_formed_summary
 from selfrag.inputs import iter_queries
 from selfrag.io import InputError, append_jsonl, read_done_ids, read_json, read_jsonl, write_text_atomic
-from selfrag.models.loading import ModelSpec, model_spec
+from selfrag.models.loading import ModelSpec, base_model_spec, model_spec
 from selfrag.prompts import TASKS
 from selfrag.retrieval.base import Retriever
 from selfrag.retrieval.factory import RETRIEVERS, close_retriever, front_end_config, with_search_queries
@@ -146,6 +146,8 @@ class DecodeSettings:
         data = config["data"]
         if decoding.budget_data is not None and not Path(decoding.budget_data).is_file():
             raise InputError(f"decoding.budget_data={decoding.budget_data}: no such file (a dev file of the task)")
+        if decoding.reader == "base":
+            base_model_spec(model)  # a generator without an adapter has no base to read with: refused now
         if decoding.corrective and (retriever_name == "none" or decoding.long_form):
             raise InputError("decoding.corrective retries retrieval in short form: it needs a live retriever "
                              "(retriever=bm25|dense|hybrid) and decoding.long_form=false")
@@ -247,7 +249,7 @@ class SelfRAGPredictor:
         return with_search_queries(rows, self.decoder.retriever)
 
     def close(self) -> None:
-        self.decoder.backend.close()
+        self.decoder.close()
         close_retriever(self.decoder.retriever)
 
 

@@ -90,6 +90,20 @@ def check_model_spec(spec: ModelSpec, *, key: str = "model") -> None:
                          f"{Path.cwd()}); point it at the `final` directory of a finetune=lora training run")
 
 
+def base_model_spec(spec: ModelSpec, *, key: str = "model") -> ModelSpec:
+    """The model `spec`'s adapter was trained from, as it was before training: the same `path` or `packaged` base,
+    without the adapter and the added reflection tokens (what `decoding.reader=base` reads with).
+
+    Raises:
+        InputError: `spec` has no adapter, so no base to tell apart from it.
+    """
+    if not spec.adapter:
+        raise InputError(f"decoding.reader=base reads with the base model a generator's adapter was trained from, but "
+                         f"model {spec.name!r} has no {key}.adapter; set {key}.adapter=DIR (the final/ directory of a "
+                         "finetune=lora run) or decoding.reader=generator")
+    return ModelSpec(name=f"{spec.name} base", path=spec.path, packaged=spec.packaged)
+
+
 def resolve_checkpoint(spec: ModelSpec, *, cache_dir: Path | None = None) -> str:
     """Return the directory (or hub id) to load for `spec`, converting/adding tokens/merging an adapter once as needed.
 

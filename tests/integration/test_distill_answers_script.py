@@ -26,9 +26,10 @@ def _base_text(model_dir: str, *, closed_book: bool = False) -> str:
     `closed_book`, without the passage (the prompt `abstain_unknown` asks an `[Irrelevant]` row's question in)."""
     from transformers import AutoTokenizer
 
-    from eval.baselines import answer_stop_ids, rag_prompt
     from selfrag.decoding.factory import prompt_formatter
     from selfrag.decoding.hf_backend import HFBackend
+    from selfrag.decoding.reader import answer_stop_ids
+    from selfrag.prompts import rag_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     formatter = prompt_formatter("selfrag", tokenizer)  # the tiny tokenizer has no chat template

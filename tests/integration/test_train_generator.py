@@ -143,6 +143,37 @@ def test_the_trained_adapter_loads_and_infer_runs_on_it(trained, tiny_model_dir,
     assert [r["id"] for r in rows] == ["1", "2"]
     assert all(r["retrieved"] and r["candidates"] and isinstance(r["answer"], str) for r in rows)
 
+    # decoding.reader=base: the adapter's base (the tiny model itself) answers each passage, the merged generator
+    # critiques. IsRel is read where generation reads it, so it equals the run above's; IsSup after the greedy IsRel
+    # token and the answer equals a direct forward pass of the merged model over that sequence.
+    import torch
+
+    from selfrag.prompts import official_prompt, passage_block
+
+    read_by_base = tmp_path / "infer_base_reader"
+    run_script("infer", "model=custom", f"model.path={tiny_model_dir}", f"model.adapter={final}", "prompt=selfrag",
+               "backend=hf", f"data.path={questions}", "task=popqa", "decoding.mode=always", "decoding.ndocs=2",
+               "decoding.max_new_tokens=20", "decoding.reader=base", f"output_dir={read_by_base}")
+    based = read_jsonl(read_by_base / "predictions.jsonl")
+    assert json.loads((read_by_base / "run_config.json").read_text())["decoding"]["reader"] == "base"
+    for own, base in zip(rows, based, strict=True):
+        assert [c["passage_id"] for c in base["candidates"]] == [c["passage_id"] for c in own["candidates"]]
+        for mine, theirs in zip(own["candidates"], base["candidates"], strict=True):
+            assert theirs["probs"]["rel"] == pytest.approx(mine["probs"]["rel"], abs=1e-5)
+    candidate = based[0]["candidates"][0]
+    passage = SimpleNamespace(title=candidate["passage_title"], text=candidate["passage_text"])
+    rel_token = max(T.ISREL_GROUP, key=lambda t: candidate["probs"]["rel"][t])
+
+    def encode(text, special=False):
+        return tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    ids = (encode(official_prompt("who is alice ?"), special=True) + encode(passage_block(passage))
+           + tokenizer.convert_tokens_to_ids([rel_token]) + encode(candidate["answer"]))
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0, -1].float()
+    probs = torch.softmax(logits, -1)[tokenizer.convert_tokens_to_ids(list(T.ISSUP_GROUP))]
+    assert [candidate["probs"]["sup"][t] for t in T.ISSUP_GROUP] == pytest.approx(probs.tolist(), rel=1e-4)
+
 
 # --- configs, no training -------------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The no-retrieval and standard-RAG baselines on a scripted backend: prompt formats, passages, row fields."""
 
-from eval.baselines import Baseline, rag_prompt
-from selfrag.prompts import PromptFormatter
+from eval.baselines import Baseline
+from selfrag.prompts import PromptFormatter, rag_prompt
 from selfrag.types import Passage, Query
 from tests.helpers import ScriptedBackend, tokenizer_with_reflection_tokens
 
