@@ -12,6 +12,9 @@
 #   base_standard_rag   the untrained instruct base given the ndocs passages in its chat template
 #   sft_no_retrieval    the base fine-tuned on the same rows without reflection tokens and passages
 #   sft_standard_rag    that model given the ndocs passages
+#   selfrag_base_reader (PopQA) Self-RAG with decoding.reader=base: the IsRel judge (model=selfrag_smollm2_135m_isrel)
+#                       decides and judges, the base writes each passage's answer; its settings chosen on the dev
+#                       split (docs/results/dev-retrain/README.md): 5 passages, w_rel 2, w_sup 0 (never trained), w_use 0.5
 # plus, for PopQA, Self-RAG on 200 popular (head) questions outside its training data: is its retrieval adaptive?
 set -euo pipefail
 OUT=${1:-outputs/results}
@@ -28,8 +31,13 @@ for task in popqa arc_challenge; do
   run method=no_retrieval model=sft_smollm2_135m_notokens output_dir=$OUT/$task/sft_no_retrieval
   run method=standard_rag model=sft_smollm2_135m_notokens output_dir=$OUT/$task/sft_standard_rag
   runs=$OUT/$task/selfrag,$OUT/$task/base_no_retrieval,$OUT/$task/base_standard_rag
-  $PY scripts/results_table.py "runs=[$runs,$OUT/$task/sft_no_retrieval,$OUT/$task/sft_standard_rag]" \
-      output_dir=$OUT/$task/table
+  runs=$runs,$OUT/$task/sft_no_retrieval,$OUT/$task/sft_standard_rag
+  if [ $task = popqa ]; then
+    run method=selfrag model=selfrag_smollm2_135m_isrel decoding.reader=base decoding.ndocs=5 decoding.w_rel=2 \
+        decoding.w_sup=0 decoding.w_use=0.5 output_dir=$OUT/$task/selfrag_base_reader
+    runs=$runs,$OUT/$task/selfrag_base_reader
+  fi
+  $PY scripts/results_table.py "runs=[$runs]" output_dir=$OUT/$task/table
   $PY scripts/sweep.py run=$OUT/$task/selfrag output_dir=$OUT/$task/sweep
 done
 # Adaptive retrieval: popular PopQA questions the generator never trained on (a seeded sample of the head file minus

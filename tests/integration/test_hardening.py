@@ -167,6 +167,11 @@ CASES = [
      "decoding.use_seqscore must be true or false, got 'no'"),
     ("long-form-yes", "evaluate", lambda f: evaluate(f, "decoding.long_form=yes"),
      "decoding.long_form must be true or false, got 'yes'"),
+    ("reader-without-adapter", "infer", lambda f: infer(f, "decoding.reader=base"),
+     "has no model.adapter; set model.adapter=DIR"),
+    ("reader-long-form", "evaluate", lambda f: evaluate(f, "decoding.reader=base", "decoding.long_form=true"),
+     "decoding.reader=base answers each passage in one step (short form)"),
+    ("reader-unknown", "infer", lambda f: infer(f, "decoding.reader=critic"), "decoding.reader"),
     ("add-tokens-maybe", "infer", lambda f: infer(f, "model.add_reflection_tokens=maybe"),
      "model.add_reflection_tokens must be true or false"),
     # -- one threshold check for infer and rerank ----------------------------------------------------------------------
