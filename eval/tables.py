@@ -16,13 +16,16 @@ from selfrag.io import InputError
 
 
 def run_name(run: SavedRun) -> str:
-    """How the table names a run: method, model and, for Self-RAG, the retrieval mode and threshold."""
+    """How the table names a run: method, model and, for Self-RAG, the retrieval mode and threshold, and `base
+    reader` when the base wrote the answers (`decoding.reader=base`)."""
     m = run.metrics
     name = f"{m.get('method')} · {m.get('model')}"
     decoding = m.get("decoding") or {}
     if m.get("method") == "selfrag" and "mode" in decoding:
         name += f" · {decoding['mode']}" + (f" (threshold {decoding['threshold']})"
                                              if decoding["mode"] == "adaptive" else "")
+        if decoding.get("reader", "generator") != "generator":
+            name += f" · {decoding['reader']} reader"
     return name
 
 

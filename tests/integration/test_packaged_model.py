@@ -86,3 +86,37 @@ def test_shipped_generator_is_the_default_and_reproduces_its_reference(tmp_path)
     summary = well_formed_summary(rows)
     assert summary["chosen"] >= 0.5 and summary["candidates"] >= 0.5
     assert any(candidate_problem(r["output"].split("</paragraph>", 1)[1], with_passage=True) is None for r in rows)
+
+
+def test_shipped_isrel_judge_picks_among_the_base_standard_rag_answers(tmp_path):
+    """`model=selfrag_smollm2_135m_isrel decoding.reader=base` on three real PopQA questions: each passage candidate's
+    answer is the base's `method=standard_rag` answer from that passage alone (the baseline's own code path), the
+    IsRel judge's critique is read for every candidate, and the chosen answer is the best-scored candidate's."""
+    import json
+
+    pytest.importorskip("gguf")
+    from eval.baselines import Baseline
+    from selfrag.decoding.factory import prompt_formatter
+    from selfrag.decoding.hf_backend import HFBackend
+    from selfrag.types import Passage, Query
+    from tests.helpers import run_script
+
+    run_script("infer", "model=selfrag_smollm2_135m_isrel", "decoding.reader=base", "decoding.w_sup=0", "backend=hf",
+               "data.limit=3", "decoding.ndocs=3", "decoding.mode=always", f"output_dir={tmp_path}")
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(len(r["candidates"]) == 3 for r in rows)
+    base = resolve_checkpoint(ModelSpec("base", packaged="smollm2_135m_instruct"))
+    tokenizer = load_tokenizer(base)
+    baseline = Baseline("standard_rag", HFBackend(base), tokenizer, prompt=prompt_formatter("auto", tokenizer),
+                        ndocs=1)
+    queries = [Query(id=f"{r['id']}#{c['passage_id']}", question=r["question"], instruction=r["question"],
+                     passages=(Passage(c["passage_id"], c["passage_title"], c["passage_text"]),))
+               for r in rows for c in r["candidates"]]
+    answers = [row["answer"] for row in baseline.predict(queries)]
+    assert [c["answer"] for r in rows for c in r["candidates"]] == answers
+    for row in rows:
+        for c in row["candidates"]:
+            assert c["text"].startswith((T.RELEVANT, T.IRRELEVANT)) and c["finished"]
+            assert all(c["probs"][g] is not None for g in ("rel", "sup", "use"))
+        best = max(row["candidates"], key=lambda c: c["scores"]["final"])
+        assert row["answer"] == best["answer"]

@@ -42,6 +42,8 @@ def test_rows_and_table_by_hand():
 def test_never_mode_has_no_threshold_and_mismatched_runs_are_refused():
     assert run_name(_run("gen", "selfrag", {}, decoding={"mode": "never", "threshold": 0.2})) == \
         "selfrag · gen · never"
+    assert run_name(_run("judge", "selfrag", {}, decoding={"mode": "always", "threshold": 0.2, "reader": "base"})) == \
+        "selfrag · judge · always · base reader"
     with pytest.raises(InputError, match="different questions"):
         results_rows([_run("a", "selfrag", {"q1": 1.0}), _run("b", "no_retrieval", {"q2": 1.0})])
     with pytest.raises(InputError, match="runs is empty"):
