@@ -18,17 +18,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from selfrag import tokens as T
-from selfrag.decoding.backend import Backend, make_backend
-from selfrag.decoding.context import context_limit
-from selfrag.decoding.factory import prompt_formatter
+from selfrag.decoding.factory import open_reader
 from selfrag.decoding.pipeline import top_passages
 from selfrag.decoding.reader import PlainReader
 from selfrag.decoding.records import passage_to_json
 from selfrag.decoding.run import DecodeSettings
 from selfrag.io import InputError
-from selfrag.models.loading import ModelSpec, load_tokenizer, resolve_checkpoint
-from selfrag.prompts import PromptFormatter
+from selfrag.models.loading import ModelSpec
 from selfrag.retrieval.base import Retriever
 from selfrag.retrieval.factory import close_retriever, with_search_queries
 from selfrag.types import Passage, Query
@@ -43,39 +39,23 @@ class Baseline:
 
     Args:
         method: "no_retrieval" or "standard_rag".
-        backend: any `Backend` (the model needs no reflection tokens).
-        tokenizer: the model's Hugging Face tokenizer.
-        prompt: how an instruction becomes a prompt (as for Self-RAG: official format or chat template).
-        max_new_tokens: generation limit per answer.
+        reader: the model's `PlainReader` (its backend, prompt format, `max_new_tokens` and context limit: a query
+            whose prompt + max_new_tokens exceeds the context is refused with its id before anything is generated).
         ndocs: passages prepended by standard_rag.
         retriever: live retriever for queries without static passages (standard_rag only).
-        context_limit: the model's context in tokens (selfrag.decoding.context.context_limit); a query whose prompt
-            + max_new_tokens exceeds it is refused with its id before anything is generated (None: not checked).
 
     Raises:
         InputError: unknown method.
     """
 
-    def __init__(
-        self,
-        method: str,
-        backend: Backend,
-        tokenizer: Any,
-        *,
-        prompt: PromptFormatter | None = None,
-        max_new_tokens: int = 100,
-        ndocs: int = 5,
-        retriever: Retriever | None = None,
-        context_limit: int | None = None,
-    ) -> None:
+    def __init__(self, method: str, reader: PlainReader, *, ndocs: int = 5,
+                 retriever: Retriever | None = None) -> None:
         if method not in BASELINES:
             raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r} (method=...)")
         self.method = method
+        self.reader = reader
         self.ndocs = ndocs
         self.retriever = retriever
-        self.reader = PlainReader(backend, tokenizer, prompt=prompt or PromptFormatter(),
-                                  max_new_tokens=max_new_tokens, context_limit=context_limit,
-                                  label=f"{method} prompt")
 
     def passages(self, queries: Sequence[Query]) -> list[list[Passage]]:
         """The passages each query's prompt shows (none for no_retrieval)."""
@@ -96,7 +76,7 @@ class Baseline:
             rows.append({
                 "id": query.id,
                 "question": query.question,
-                "answer": T.strip_reflection(reading.output),
+                "answer": reading.answer,
                 "output": reading.output,
                 "retrieved": bool(passages),
                 "p_retrieve": None,
@@ -136,14 +116,8 @@ def open_baseline(method: str, settings: DecodeSettings) -> Baseline:
     """
     if method not in BASELINES:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r} (method=...)")
-    checkpoint = resolve_checkpoint(settings.model)
-    tokenizer = load_tokenizer(checkpoint)
-    try:
-        formatter = prompt_formatter(settings.prompt_style, tokenizer, settings.model.prompt)
-    except ValueError as err:
-        raise InputError(str(err)) from None
     retriever = settings.open_retriever() if method == "standard_rag" else None
-    backend = make_backend(settings.backend, checkpoint, **settings.backend_options)
-    return Baseline(method, backend, tokenizer, prompt=formatter, max_new_tokens=settings.decoding.max_new_tokens,
-                    ndocs=settings.decoding.ndocs, retriever=retriever,
-                    context_limit=context_limit(checkpoint, settings.backend_options))
+    reader = open_reader(settings.model, backend=settings.backend, backend_options=dict(settings.backend_options),
+                         max_new_tokens=settings.decoding.max_new_tokens, prompt_style=settings.prompt_style,
+                         label=f"{method} prompt")
+    return Baseline(method, reader, ndocs=settings.decoding.ndocs, retriever=retriever)

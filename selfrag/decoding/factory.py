@@ -63,7 +63,7 @@ def build_selfrag(
     message saying how to fix it, not after a vLLM engine boots. The backend is wrapped in a `ContextGuard` when the
     model's context is known (`selfrag.decoding.context`), so no request longer than the context reaches it. With
     `decoding.reader=base` a second backend of the same kind and options runs the adapter's base model, which writes
-    the answers (`base_reader`).
+    the answers (`open_reader`).
     """
     checkpoint = resolve_checkpoint(model)
     tokenizer = load_tokenizer(checkpoint)
@@ -81,18 +81,28 @@ def build_selfrag(
         engine = ContextGuard(engine, limit)
     reader = None
     if reader_spec is not None:
-        reader = base_reader(reader_spec, backend=backend, backend_options=backend_options,
+        reader = open_reader(reader_spec, backend=backend, backend_options=backend_options,
                              max_new_tokens=decoding.max_new_tokens)
     return SelfRAG(engine, tokenizer, decoding, prompt=formatter, retriever=retriever, reader=reader, source=source)
 
 
-def base_reader(spec: ModelSpec, *, backend: str, backend_options: dict[str, Any], max_new_tokens: int) -> PlainReader:
-    """A `PlainReader` over `spec` (a generator's base, `base_model_spec`) in its own prompt format: its chat template
-    when it has one (an instruct base reads best in it), else the official format."""
+def open_reader(spec: ModelSpec, *, backend: str, backend_options: dict[str, Any], max_new_tokens: int,
+                prompt_style: str = "auto", label: str = "reader prompt") -> PlainReader:
+    """Load `spec` as a `PlainReader` (no reflection tokens needed) on a backend of its own: the generator's base for
+    `decoding.reader=base`, the model of a `method=standard_rag` / `no_retrieval` baseline. `auto` reads in the
+    prompt style the model was trained with, else its chat template when it has one (an instruct base reads best in
+    it), else the official format (`prompt_formatter`).
+
+    Raises:
+        InputError: `prompt_style=chat` for a tokenizer without a chat template.
+    """
     checkpoint = resolve_checkpoint(spec)
     tokenizer = load_tokenizer(checkpoint)
-    formatter = prompt_formatter("auto", tokenizer)
+    try:
+        formatter = prompt_formatter(prompt_style, tokenizer, spec.prompt)
+    except ValueError as err:  # prompt=chat for a tokenizer without a chat template
+        raise InputError(str(err)) from None
     limit = context_limit(checkpoint, backend_options)
     log.info("reader %s, prompt %s, context %s tokens", checkpoint, formatter.style, limit)
     return PlainReader(make_backend(backend, checkpoint, **backend_options), tokenizer, prompt=formatter,
-                       max_new_tokens=max_new_tokens, context_limit=limit)
+                       max_new_tokens=max_new_tokens, context_limit=limit, label=label)

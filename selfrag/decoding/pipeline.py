@@ -212,7 +212,7 @@ class SelfRAG:
         kept as the reader wrote it, as `method=standard_rag` keeps it.
         """
         starts = [self._start(e) for e in expansions]
-        answers = [T.strip_reflection(r.output) for r in readings]
+        answers = [r.answer for r in readings]
         with_passage = [k for k, e in enumerate(expansions) if e.passage is not None]
         rel = dict(zip(with_passage, self._probs_after([starts[k] for k in with_passage], T.ISREL_GROUP),
                        strict=True))

@@ -38,12 +38,16 @@ class Reading:
     Attributes:
         output: the generated text, stop tokens dropped (reflection tokens, should a model write them, kept).
         logprobs: log p of each generated token (the stop token included when generation ended on one).
-        stopped: generation ended on a stop token (False: it reached `max_new_tokens`).
     """
 
     output: str
     logprobs: tuple[float, ...]
-    stopped: bool
+
+    @property
+    def answer(self) -> str:
+        """The output with reflection tokens, passages and end markers removed (`selfrag.tokens.strip_reflection`):
+        what a baseline reports and what Self-RAG's critique reads."""
+        return T.strip_reflection(self.output)
 
 
 class PlainReader:
@@ -90,7 +94,7 @@ class PlainReader:
                                f"decoding.max_new_tokens={self.max_new_tokens}")
         completions = self.backend.generate(prompts, max_new_tokens=self.max_new_tokens, stop_token_ids=self.stop_ids)
         return [Reading(self.tokenizer.decode([i for i in c.token_ids if i not in self._drop],
-                                              skip_special_tokens=False), c.logprobs, c.stopped)
+                                              skip_special_tokens=False), c.logprobs)
                 for c in completions]
 
     def close(self) -> None:

@@ -98,6 +98,7 @@ def test_shipped_isrel_judge_picks_among_the_base_standard_rag_answers(tmp_path)
     from eval.baselines import Baseline
     from selfrag.decoding.factory import prompt_formatter
     from selfrag.decoding.hf_backend import HFBackend
+    from selfrag.decoding.reader import PlainReader
     from selfrag.types import Passage, Query
     from tests.helpers import run_script
 
@@ -107,8 +108,8 @@ def test_shipped_isrel_judge_picks_among_the_base_standard_rag_answers(tmp_path)
     assert len(rows) == 3 and all(len(r["candidates"]) == 3 for r in rows)
     base = resolve_checkpoint(ModelSpec("base", packaged="smollm2_135m_instruct"))
     tokenizer = load_tokenizer(base)
-    baseline = Baseline("standard_rag", HFBackend(base), tokenizer, prompt=prompt_formatter("auto", tokenizer),
-                        ndocs=1)
+    reader = PlainReader(HFBackend(base), tokenizer, prompt=prompt_formatter("auto", tokenizer), max_new_tokens=100)
+    baseline = Baseline("standard_rag", reader, ndocs=1)
     queries = [Query(id=f"{r['id']}#{c['passage_id']}", question=r["question"], instruction=r["question"],
                      passages=(Passage(c["passage_id"], c["passage_title"], c["passage_text"]),))
                for r in rows for c in r["candidates"]]
