@@ -45,26 +45,8 @@ from eval.metrics import match
 from eval.stats import paired_bootstrap
 from selfrag.inputs import passages_from_row
 from selfrag.io import read_jsonl, write_jsonl_atomic
+from selfrag.per_passage import ID_FORMAT, question_and_rank, split_rows
 from selfrag.retrieval.evaluation import contains_answer
-
-#: How one per-passage row's id is made from its question's id and the passage's rank (1-based).
-ID_FORMAT = "{qid}#p{rank}"
-
-
-def question_and_rank(row_id: str) -> tuple[str, int]:
-    """The (question id, passage rank) an `ID_FORMAT` id was made from."""
-    qid, rank = str(row_id).rsplit("#p", 1)
-    return qid, int(rank)
-
-
-def split_rows(rows: Sequence[dict], k: int) -> list[dict]:
-    """One row per (question, passage) for the first `k` passages of each row's `ctxs`, the row's id suffixed by
-    the passage's rank (`ID_FORMAT`)."""
-    out = []
-    for row in rows:
-        for rank, passage in enumerate(row["ctxs"][:k], start=1):
-            out.append({**row, "id": ID_FORMAT.format(qid=row["id"], rank=rank), "ctxs": [passage]})
-    return out
 
 
 def _read(per_passage: dict[str, tuple[str, float]], qid: str, depth: int) -> list[tuple[str, float]]:

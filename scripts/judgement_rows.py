@@ -1,4 +1,6 @@
-"""Judgement-only IsRel training rows from retrieved passages (critic/judgements.py), to add to a generator's data.
+"""Judgement-only training rows from retrieved passages (critic/judgements.py), to add to a generator's data.
+
+IsRel rows (one passage, its truthful IsRel token):
 
     python scripts/retrieve.py index_dir=INDEX retriever=bm25 data.path=data/splits/popqa_longtail/train.jsonl \\
         retriever.k=10 output_dir=outputs/retrieved_train
@@ -6,6 +8,18 @@
         dataset_name=popqa_longtail_train output_dir=outputs/judgements
     python scripts/train_generator.py \\
         'data.train=[artifacts/generator-data-distilled/train.jsonl,outputs/judgements/train.jsonl]' ...
+
+IsRel + IsSup rows on a reader's answers (`reader_run=`: a `method=standard_rag decoding.ndocs=1` run over the
+split rows of the same retrieved file, e.g. the base model's, the reader of `decoding.reader=base`):
+
+    python benchmarks/reading_ceiling.py split --retrieved outputs/retrieved_train/retrieved.jsonl --k 5 \\
+        --out outputs/train_per_passage/per_passage_k5.jsonl
+    python scripts/evaluate.py task=popqa data.path=outputs/train_per_passage/per_passage_k5.jsonl retriever=none \\
+        backend=vllm batch_size=64 method=standard_rag model=smollm2_135m_instruct decoding.ndocs=1 \\
+        output_dir=outputs/train_per_passage/base_k5
+    python scripts/judgement_rows.py retrieved=outputs/retrieved_train/retrieved.jsonl k=5 \\
+        reader_run=outputs/train_per_passage/base_k5 dataset_name=popqa_longtail_train \\
+        output_dir=outputs/answer_judgements
 
 Only training questions belong here: the rows carry the questions' passages and gold-derived labels.
 """
@@ -17,12 +31,39 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from critic.judgements import isrel_judgement_rows
+from critic.judgements import ReaderAnswer, judgement_rows
 from selfrag.cli import run_or_exit
-from selfrag.io import InputError, iter_jsonl, write_jsonl_atomic, write_text_atomic
+from selfrag.io import InputError, iter_jsonl, read_json, write_jsonl_atomic, write_text_atomic
 from selfrag.overrides import hydra_app
 from selfrag.rundir import claim_output_dir
 from selfrag.values import as_int, as_str
+
+
+def reader_answers(run_dir: str) -> dict[str, ReaderAnswer]:
+    """A reader run's answers by row id, each with its passage and whether it is right by the run's primary metric
+    (`metrics.json` `primary_metric`, read from `per_question.jsonl`).
+
+    Raises:
+        InputError: a missing file, a row without one passage, or a row without its score (naming file and line).
+    """
+    run = Path(run_dir)
+    metric = read_json(run / "metrics.json").get("primary_metric")
+    if not isinstance(metric, str):
+        raise InputError(f"{run / 'metrics.json'}: no `primary_metric`; pass a scripts/evaluate.py output directory")
+    scores = {}
+    for n, row in iter_jsonl(run / "per_question.jsonl"):
+        if not isinstance(row.get(metric), (int, float)):
+            raise InputError(f"{run / 'per_question.jsonl'}:{n}: no numeric {metric!r}; was the run scored?")
+        scores[str(row["id"])] = float(row[metric])
+    answers = {}
+    for n, row in iter_jsonl(run / "predictions.jsonl"):
+        docs = row.get("docs")
+        if not isinstance(docs, list) or len(docs) != 1 or str(row.get("id")) not in scores:
+            raise InputError(f"{run / 'predictions.jsonl'}:{n}: expected a scored row read from exactly one passage "
+                             "(`docs`); run the reader with method=standard_rag decoding.ndocs=1 over split rows")
+        answers[str(row["id"])] = ReaderAnswer(str(docs[0].get("id")), str(row.get("answer") or ""),
+                                               scores[str(row["id"])] >= 0.5)
+    return answers
 
 
 def run(cfg: DictConfig) -> Path:
@@ -30,8 +71,10 @@ def run(cfg: DictConfig) -> Path:
     retrieved = as_str(cfg.retrieved, "retrieved")
     k = as_int(cfg.k, "k", minimum=1)
     dataset_name = as_str(cfg.dataset_name, "dataset_name")
-    rows, counts = isrel_judgement_rows(((f"{retrieved}:{n}", row) for n, row in iter_jsonl(retrieved)), k=k,
-                                        dataset_name=dataset_name)
+    reader_run = as_str(cfg.get("reader_run"), "reader_run", allow_none=True)
+    readings = reader_answers(reader_run) if reader_run else None
+    rows, counts = judgement_rows(((f"{retrieved}:{n}", row) for n, row in iter_jsonl(retrieved)), k=k,
+                                  dataset_name=dataset_name, readings=readings)
     if not rows:
         raise InputError(f"{retrieved}: no judgement rows ({counts['questions']} questions, "
                          f"{counts['skipped_no_answers']} without gold answers); pass a scripts/retrieve.py output "
@@ -39,10 +82,12 @@ def run(cfg: DictConfig) -> Path:
     output_dir = claim_output_dir(cfg.output_dir)  # released when the process ends
     path = output_dir / "train.jsonl"
     write_jsonl_atomic(path, rows)
-    stats = {"retrieved": retrieved, "k": k, "dataset_name": dataset_name, "rows": len(rows), **counts}
+    stats = {"retrieved": retrieved, "k": k, "dataset_name": dataset_name, "reader_run": reader_run,
+             "rows": len(rows), **counts}
     write_text_atomic(output_dir / "stats.json", json.dumps(stats, indent=2) + "\n")
-    print(f"{len(rows)} judgement rows from {counts['questions']} questions ({counts['[Relevant]']} [Relevant], "
-          f"{counts['[Irrelevant]']} [Irrelevant]; {counts['skipped_no_answers']} questions skipped: no gold answers)")
+    labels = ", ".join(f"{counts[label]} {label}" for label in counts if label.startswith("["))
+    print(f"{len(rows)} judgement rows from {counts['questions']} questions ({labels}; "
+          f"{counts['skipped_no_answers']} questions skipped: no gold answers)")
     print(f"rows: {path}")
     return path
 

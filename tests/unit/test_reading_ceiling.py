@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from selfrag.per_passage import question_and_rank, split_rows
 from tests.helpers import load_module
 
 ceiling = load_module("reading_ceiling")
@@ -15,10 +16,10 @@ def _rel(isrel: float) -> dict:
 
 def test_split_rows_keeps_the_first_k_passages_one_per_row():
     rows = [{"id": 7, "question": "q", "ctxs": [{"id": "a"}, {"id": "b"}, {"id": "c"}]}]
-    out = ceiling.split_rows(rows, 2)
+    out = split_rows(rows, 2)
     assert [(r["id"], r["ctxs"]) for r in out] == [("7#p1", [{"id": "a"}]), ("7#p2", [{"id": "b"}])]
     assert rows[0]["id"] == 7  # the input is not modified
-    assert ceiling.question_and_rank(out[1]["id"]) == ("7", 2)
+    assert question_and_rank(out[1]["id"]) == ("7", 2)
 
 
 def test_ceiling_table_first_oracle_and_isrel_pick():
