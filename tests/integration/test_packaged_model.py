@@ -121,3 +121,29 @@ def test_shipped_isrel_judge_picks_among_the_base_standard_rag_answers(tmp_path)
             assert all(c["probs"][g] is not None for g in ("rel", "sup", "use"))
         best = max(row["candidates"], key=lambda c: c["scores"]["final"])
         assert row["answer"] == best["answer"]
+
+
+def test_shipped_answer_judge_scores_the_base_s_right_answers_as_supported(tmp_path):
+    """`model=selfrag_smollm2_135m_judge decoding.reader=base` on three PopQA dev questions, each with two of its BM25
+    passages (`tests/reference/judge_issup_popqa_dev3.jsonl`): one from which the base's answer was wrong, listed
+    first, and one from which it was right. The judge's IsSup (trained on whether the base's own answers are right)
+    must score each question's right answer above its wrong one, by a clear margin, and the right one is chosen."""
+    import json
+    from pathlib import Path
+
+    pytest.importorskip("gguf")
+    from eval.metrics import match
+    from tests.helpers import run_script
+
+    data = Path(__file__).parents[1] / "reference" / "judge_issup_popqa_dev3.jsonl"
+    gold = {r["id"]: r["answers"] for r in map(json.loads, data.read_text().splitlines())}
+    run_script("infer", "model=selfrag_smollm2_135m_judge", "decoding.reader=base", "decoding.w_rel=1",
+               "decoding.w_sup=1", "decoding.w_use=0", "decoding.use_seqscore=false", "backend=hf",
+               f"data.path={data}", "decoding.ndocs=2", "decoding.mode=always", f"output_dir={tmp_path}")
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 3
+    for row in rows:
+        wrong, right = row["candidates"]
+        assert not match(wrong["answer"], gold[row["id"]]) and match(right["answer"], gold[row["id"]])
+        assert right["scores"]["sup"] > wrong["scores"]["sup"] + 0.3
+        assert match(row["answer"], gold[row["id"]])
