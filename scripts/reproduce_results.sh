@@ -12,9 +12,11 @@
 #   base_standard_rag   the untrained instruct base given the ndocs passages in its chat template
 #   sft_no_retrieval    the base fine-tuned on the same rows without reflection tokens and passages
 #   sft_standard_rag    that model given the ndocs passages
-#   selfrag_base_reader (PopQA) Self-RAG with decoding.reader=base: the IsRel judge (model=selfrag_smollm2_135m_isrel)
-#                       decides and judges, the base writes each passage's answer; its settings chosen on the dev
-#                       split (docs/results/dev-retrain/README.md): 5 passages, w_rel 2, w_sup 0 (never trained), w_use 0.5
+#   selfrag_judge       (PopQA) Self-RAG with decoding.reader=base: the answer judge (model=selfrag_smollm2_135m_judge,
+#                       IsRel and IsSup trained on judgements of the base's own answers) decides and judges, the base
+#                       writes each passage's answer; its settings chosen on the dev split
+#                       (docs/results/dev-retrain/README.md): 5 passages, w_rel 1, w_sup 1, w_use 0 (IsUse never
+#                       trained), no sequence score, every path decoded
 # plus, for PopQA, Self-RAG on 200 popular (head) questions outside its training data: is its retrieval adaptive?
 set -euo pipefail
 OUT=${1:-outputs/results}
@@ -33,9 +35,11 @@ for task in popqa arc_challenge; do
   runs=$OUT/$task/selfrag,$OUT/$task/base_no_retrieval,$OUT/$task/base_standard_rag
   runs=$runs,$OUT/$task/sft_no_retrieval,$OUT/$task/sft_standard_rag
   if [ $task = popqa ]; then
-    run method=selfrag model=selfrag_smollm2_135m_isrel decoding.reader=base decoding.ndocs=5 decoding.w_rel=2 \
-        decoding.w_sup=0 decoding.w_use=0.5 output_dir=$OUT/$task/selfrag_base_reader
-    runs=$runs,$OUT/$task/selfrag_base_reader
+    run method=selfrag model=selfrag_smollm2_135m_judge decoding.reader=base decoding.ndocs=5 decoding.w_rel=1 \
+        decoding.w_sup=1 decoding.w_use=0 decoding.use_seqscore=false decoding.score_all_paths=true \
+        output_dir=$OUT/$task/selfrag_judge
+    runs=$runs,$OUT/$task/selfrag_judge
+    $PY scripts/sweep.py run=$OUT/$task/selfrag_judge output_dir=$OUT/$task/sweep_judge
   fi
   $PY scripts/results_table.py "runs=[$runs]" output_dir=$OUT/$task/table
   $PY scripts/sweep.py run=$OUT/$task/selfrag output_dir=$OUT/$task/sweep
