@@ -32,8 +32,11 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from critic.judgements import ReaderAnswer, judgement_rows
+from eval.runs import METRICS, load_run
+from eval.stats import metric_scores
 from selfrag.cli import run_or_exit
-from selfrag.io import InputError, iter_jsonl, read_json, write_jsonl_atomic, write_text_atomic
+from selfrag.decoding.run import PREDICTIONS
+from selfrag.io import InputError, iter_jsonl, write_jsonl_atomic, write_text_atomic
 from selfrag.overrides import hydra_app
 from selfrag.rundir import claim_output_dir
 from selfrag.values import as_int, as_str
@@ -41,26 +44,24 @@ from selfrag.values import as_int, as_str
 
 def reader_answers(run_dir: str) -> dict[str, ReaderAnswer]:
     """A reader run's answers by row id, each with its passage and whether it is right by the run's primary metric
-    (`metrics.json` `primary_metric`, read from `per_question.jsonl`).
+    (`metrics.json` `primary_metric`, read from `per_question.jsonl` by `eval.runs.load_run`).
 
     Raises:
-        InputError: a missing file, a row without one passage, or a row without its score (naming file and line).
+        InputError: not a scored evaluate run, a row without exactly one passage, or a row without its score (naming
+            file and line).
     """
-    run = Path(run_dir)
-    metric = read_json(run / "metrics.json").get("primary_metric")
+    run = load_run(run_dir)
+    metric = run.metrics.get("primary_metric")
     if not isinstance(metric, str):
-        raise InputError(f"{run / 'metrics.json'}: no `primary_metric`; pass a scripts/evaluate.py output directory")
-    scores = {}
-    for n, row in iter_jsonl(run / "per_question.jsonl"):
-        if not isinstance(row.get(metric), (int, float)):
-            raise InputError(f"{run / 'per_question.jsonl'}:{n}: no numeric {metric!r}; was the run scored?")
-        scores[str(row["id"])] = float(row[metric])
+        raise InputError(f"{run.directory / METRICS}: no `primary_metric`; pass a scripts/evaluate.py output directory")
+    scores = metric_scores(run.per_question, metric)
     answers = {}
-    for n, row in iter_jsonl(run / "predictions.jsonl"):
+    for n, row in iter_jsonl(run.directory / PREDICTIONS):
         docs = row.get("docs")
         if not isinstance(docs, list) or len(docs) != 1 or str(row.get("id")) not in scores:
-            raise InputError(f"{run / 'predictions.jsonl'}:{n}: expected a scored row read from exactly one passage "
-                             "(`docs`); run the reader with method=standard_rag decoding.ndocs=1 over split rows")
+            raise InputError(f"{run.directory / PREDICTIONS}:{n}: expected a scored row read from exactly one "
+                             "passage (`docs`); run the reader with method=standard_rag decoding.ndocs=1 over split "
+                             "rows")
         answers[str(row["id"])] = ReaderAnswer(str(docs[0].get("id")), str(row.get("answer") or ""),
                                                scores[str(row["id"])] >= 0.5)
     return answers
