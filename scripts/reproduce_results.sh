@@ -32,14 +32,17 @@ for task in popqa arc_challenge; do
   run method=standard_rag model=smollm2_135m_instruct output_dir=$OUT/$task/base_standard_rag
   run method=no_retrieval model=sft_smollm2_135m_notokens output_dir=$OUT/$task/sft_no_retrieval
   run method=standard_rag model=sft_smollm2_135m_notokens output_dir=$OUT/$task/sft_standard_rag
-  runs=$OUT/$task/selfrag,$OUT/$task/base_no_retrieval,$OUT/$task/base_standard_rag
-  runs=$runs,$OUT/$task/sft_no_retrieval,$OUT/$task/sft_standard_rag
+  baselines=$OUT/$task/base_no_retrieval,$OUT/$task/base_standard_rag
+  baselines=$baselines,$OUT/$task/sft_no_retrieval,$OUT/$task/sft_standard_rag
+  runs=$OUT/$task/selfrag,$baselines
   if [ $task = popqa ]; then
     run method=selfrag model=selfrag_smollm2_135m_judge decoding.reader=base decoding.ndocs=5 decoding.w_rel=1 \
         decoding.w_sup=1 decoding.w_use=0 decoding.use_seqscore=false decoding.score_all_paths=true \
         output_dir=$OUT/$task/selfrag_judge
     runs=$runs,$OUT/$task/selfrag_judge
     $PY scripts/sweep.py run=$OUT/$task/selfrag_judge output_dir=$OUT/$task/sweep_judge
+    # The same runs with the answer judge first, so every baseline's paired CI is against it (the README's table).
+    $PY scripts/results_table.py "runs=[$OUT/$task/selfrag_judge,$baselines]" output_dir=$OUT/$task/table_judge
   fi
   $PY scripts/results_table.py "runs=[$runs]" output_dir=$OUT/$task/table
   $PY scripts/sweep.py run=$OUT/$task/selfrag output_dir=$OUT/$task/sweep
