@@ -23,7 +23,7 @@ run's checkpoints, a learning curve without re-decoding.
 
 With `--save-dir DIR` each model's scores are also written to `DIR/<name>.jsonl`, one row per question in the shape of
 a Self-RAG run's `predictions.jsonl` (`id`, and `candidates` with `passage_id` and `scores.rel`, in retrieval order,
-no answers), so `benchmarks/reading_ceiling.py report --selfrag` can ask what this IsRel would pick among the base's
+no answers), so `benchmarks/reading_ceiling.py --selfrag` can ask what this IsRel would pick among the base's
 per-passage answers. `--saved FILE` reads such a file back instead of probing a model: its numbers on the first `--k`
 passages (each passage is scored alone, so a file saved at k=5 holds the scores of a k=2 probe too).
 Used for docs/results/dev-retrain/README.md; never run it on a test split.

@@ -18,12 +18,12 @@ The passages are the same in both runs (the same BM25 index, top k in order); a 
 at some depth (a tie in BM25's scores broken the other way) is left out of that run's columns there, and `n` says
 over how many questions each run's columns average. Never run it on a test split.
 
-    python benchmarks/reading_ceiling.py split --retrieved outputs/dev/popqa/retrieved_bm25_k10/retrieved.jsonl \
-        --k 5 --out outputs/dev/popqa/per_passage_k5.jsonl
-    python scripts/evaluate.py task=popqa data.path=outputs/dev/popqa/per_passage_k5.jsonl retriever=none \
+    python scripts/split_passages.py retrieved=outputs/dev/popqa/retrieved_bm25_k10/retrieved.jsonl k=5 \
+        output_dir=outputs/dev/popqa/per_passage_k5
+    python scripts/evaluate.py task=popqa data.path=outputs/dev/popqa/per_passage_k5/rows.jsonl retriever=none \
         backend=vllm batch_size=64 method=standard_rag model=smollm2_135m_instruct decoding.ndocs=1 \
         output_dir=outputs/dev/popqa/base_per_passage_k5
-    python benchmarks/reading_ceiling.py report --per-passage outputs/dev/popqa/base_per_passage_k5 \
+    python benchmarks/reading_ceiling.py --per-passage outputs/dev/popqa/base_per_passage_k5 \
         --data data/splits/popqa_longtail/dev.jsonl --selfrag outputs/dev/popqa/RUN [...]
 
 A reference run is always added, `perfect IsRel`: IsRel 1 for a passage holding a gold answer (`contains_answer`,
@@ -44,8 +44,8 @@ from pathlib import Path
 from eval.metrics import match
 from eval.stats import paired_bootstrap
 from selfrag.inputs import passages_from_row
-from selfrag.io import read_jsonl, write_jsonl_atomic
-from selfrag.per_passage import ID_FORMAT, question_and_rank, split_rows
+from selfrag.io import read_jsonl
+from selfrag.per_passage import ID_FORMAT, question_and_rank
 from selfrag.retrieval.evaluation import contains_answer
 
 
@@ -155,22 +155,12 @@ def _load_run(path: Path, gold: dict[str, list[str]]) -> dict[str, list[dict]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    split = sub.add_parser("split", help="write one row per (question, passage)")
-    split.add_argument("--retrieved", type=Path, required=True, help="a jsonl whose rows carry ranked `ctxs`")
-    split.add_argument("--k", type=int, required=True)
-    split.add_argument("--out", type=Path, required=True)
-    report = sub.add_parser("report", help="print the ceiling table")
-    report.add_argument("--per-passage", type=Path, required=True, help="the standard_rag run over the split rows")
-    report.add_argument("--data", type=Path, required=True, help="the split (gold answers)")
-    report.add_argument("--selfrag", type=Path, nargs="*", default=[],
+    parser.add_argument("--per-passage", type=Path, required=True,
+                        help="the standard_rag run over scripts/split_passages.py rows")
+    parser.add_argument("--data", type=Path, required=True, help="the split (gold answers)")
+    parser.add_argument("--selfrag", type=Path, nargs="*", default=[],
                         help="Self-RAG run directories on the same split, or isrel_probe.py --save-dir files")
     args = parser.parse_args()
-    if args.command == "split":
-        rows = split_rows(read_jsonl(args.retrieved), args.k)
-        write_jsonl_atomic(args.out, rows)
-        print(f"{len(rows)} rows -> {args.out}")
-        return
     gold = {str(r["id"]): r["answers"] for r in read_jsonl(args.data)}
     per_passage_rows = list(read_jsonl(args.per_passage / "predictions.jsonl"))
     per_passage = {}

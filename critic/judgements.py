@@ -108,7 +108,7 @@ def _reading(readings: Mapping[str, ReaderAnswer], where: str, qid: Any, rank: i
     reading = readings.get(split_id)
     if reading is None:
         raise InputError(f"{where}: no reader answer for passage {rank} ({split_id!r}); run the reader over "
-                         "`benchmarks/reading_ceiling.py split` rows of this retrieved file with --k at least k")
+                         "`scripts/split_passages.py` rows of this retrieved file with k at least this k")
     if str(reading.passage_id) != str(passage_id):
         raise InputError(f"{where}: the reader's answer {split_id!r} is from passage {reading.passage_id!r}, not "
                          f"{passage_id!r}; split the same retrieved file the rows are made from")

@@ -12,9 +12,9 @@ IsRel rows (one passage, its truthful IsRel token):
 IsRel + IsSup rows on a reader's answers (`reader_run=`: a `method=standard_rag decoding.ndocs=1` run over the
 split rows of the same retrieved file, e.g. the base model's, the reader of `decoding.reader=base`):
 
-    python benchmarks/reading_ceiling.py split --retrieved outputs/retrieved_train/retrieved.jsonl --k 5 \\
-        --out outputs/train_per_passage/per_passage_k5.jsonl
-    python scripts/evaluate.py task=popqa data.path=outputs/train_per_passage/per_passage_k5.jsonl retriever=none \\
+    python scripts/split_passages.py retrieved=outputs/retrieved_train/retrieved.jsonl k=5 \\
+        output_dir=outputs/train_per_passage/split_k5
+    python scripts/evaluate.py task=popqa data.path=outputs/train_per_passage/split_k5/rows.jsonl retriever=none \\
         backend=vllm batch_size=64 method=standard_rag model=smollm2_135m_instruct decoding.ndocs=1 \\
         output_dir=outputs/train_per_passage/base_k5
     python scripts/judgement_rows.py retrieved=outputs/retrieved_train/retrieved.jsonl k=5 \\

@@ -72,7 +72,8 @@ def test_answer_rows_by_hand():
 
 
 def test_answer_rows_refuse_missing_or_mismatched_readings():
-    with pytest.raises(InputError, match=r"f:1: no reader answer for passage 2 \('7#p2'\).*--k at least k"):
+    missing = r"f:1: no reader answer for passage 2 \('7#p2'\).*split_passages.py.*k at least this k"
+    with pytest.raises(InputError, match=missing):
         judgement_rows([("f:1", ROWS[0])], k=2, dataset_name="pq", readings={"7#p1": READINGS["7#p1"]})
     with pytest.raises(InputError, match="f:1: the reader's answer '7#p1' is from passage 'z', not 'a'"):
         judgement_rows([("f:1", ROWS[0])], k=1, dataset_name="pq", readings={"7#p1": ReaderAnswer("z", "x", True)})
