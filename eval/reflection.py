@@ -14,6 +14,10 @@ run (every question decoded into candidates; `decoding.score_all_paths=true` add
   it first (passage candidates are saved in retrieval order). The AUROC above pools passages of all questions, so
   it also rewards knowing *which questions* have answerable passages; choosing among a question's passages needs
   this one;
+- **IsSup within a question**: the same over pairs of one question's passage candidates where one is right and the
+  other wrong: how often IsSup scores the right one higher (ties half), against the retriever's order. A pooled IsSup
+  AUROC of 0.85 can come with a within-question order of 0.78 (the answer judge on PopQA test): much of the AUROC
+  is telling easy questions from hard ones, which no choice among one question's candidates uses;
 - **passage choice vs retrieval order**: over questions with passage candidates, how often the candidate the run's
   weights pick among the passages (`mode=always`) is right, against the candidate of the retriever's first passage:
   if reflection cannot beat the retriever's order, it is not choosing passages;
@@ -119,17 +123,22 @@ def _row_items(task: Task, row: Mapping[str, Any], gold: Any) -> tuple[bool, dic
     return any_right, items
 
 
-def _within_question(isrel_items: Sequence[tuple[float, bool]]) -> list[tuple[float, float]]:
-    """Per (answer-bearing, answer-less) pair of one question's passages, in retrieval order: (IsRel credit: 1 when
-    the answer-bearing passage scores higher, 0.5 on a tie, retriever credit: 1 when it comes first)."""
+def _within_question(items: Sequence[tuple[float, bool]]) -> list[tuple[float, float]]:
+    """Per (positive, negative) pair of one question's passage items (IsRel: answer-bearing vs answer-less passage;
+    IsSup: right vs wrong candidate), in retrieval order: (score credit: 1 when the positive scores higher, 0.5 on a
+    tie, retriever credit: 1 when the positive comes first)."""
     pairs = []
-    for i, (score_i, holds_i) in enumerate(isrel_items):
-        for score_j, holds_j in isrel_items[i + 1:]:
-            if holds_i != holds_j:
-                positive, negative = (score_i, score_j) if holds_i else (score_j, score_i)
-                isrel = 1.0 if positive > negative else 0.5 if positive == negative else 0.0
-                pairs.append((isrel, 1.0 if holds_i else 0.0))
+    for i, (score_i, positive_i) in enumerate(items):
+        for score_j, positive_j in items[i + 1:]:
+            if positive_i != positive_j:
+                positive, negative = (score_i, score_j) if positive_i else (score_j, score_i)
+                credit = 1.0 if positive > negative else 0.5 if positive == negative else 0.0
+                pairs.append((credit, 1.0 if positive_i else 0.0))
     return pairs
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def _unzip(pairs: Sequence[tuple[float, bool]]) -> tuple[list[float], list[bool]]:
@@ -187,6 +196,7 @@ def reflection_diagnostics(
     paths: list[tuple[float, bool, bool]] = []
     passage_picks: list[tuple[bool, bool]] = []
     within: list[tuple[float, float]] = []
+    within_sup: list[tuple[float, float]] = []
     for row in rows:
         row_id = str(row["id"])
         gold = golds[row_id]
@@ -194,6 +204,7 @@ def reflection_diagnostics(
         for kind, pairs in row_items.items():
             items[kind] += pairs
         within += _within_question(row_items["isrel"])
+        within_sup += _within_question(row_items["issup"])  # IsSup scores exist on passage candidates only
         oracle += any_right
         value = per_question[row_id][primary]
         chosen.append(float(value) if isinstance(value, (int, float)) else 0.0)
@@ -226,10 +237,13 @@ def reflection_diagnostics(
         "isrel_n": len(rel_scores),
         "isrel_positive_rate": sum(rel_labels) / len(rel_labels) if rel_labels else None,
         "isrel_pairs_n": len(within),
-        "isrel_within_question": sum(r for r, _ in within) / len(within) if within else None,
-        "retriever_within_question": sum(f for _, f in within) / len(within) if within else None,
+        "isrel_within_question": _mean([r for r, _ in within]),
+        "retriever_within_question": _mean([f for _, f in within]),
         "issup_auroc": auroc(sup_scores, sup_labels),
         "issup_n": len(sup_scores),
+        "issup_pairs_n": len(within_sup),
+        "issup_within_question": _mean([r for r, _ in within_sup]),
+        "retriever_within_question_issup": _mean([f for _, f in within_sup]),
         "final_auroc": auroc(final_scores, final_labels),
         "final_n": len(final_scores),
         "candidates_right_rate": sum(final_labels) / len(final_labels) if final_labels else None,
@@ -263,6 +277,9 @@ def reflection_markdown(block: Mapping[str, Any]) -> str:
         f"(n={block.get('isrel_pairs_n', 0)} pairs) | {num(block.get('isrel_within_question'), True)} |",
         f"| the same for the retriever's order | {num(block.get('retriever_within_question'), True)} |",
         f"| IsSup AUROC vs candidate right (n={block['issup_n']}) | {num(block['issup_auroc'])} |",
+        f"| IsSup within a question: right candidate scored above a wrong one "
+        f"(n={block.get('issup_pairs_n', 0)} pairs) | {num(block.get('issup_within_question'), True)} |",
+        f"| the same for the retriever's order | {num(block.get('retriever_within_question_issup'), True)} |",
         f"| final score AUROC vs candidate right (n={block['final_n']}, "
         f"{num(block['candidates_right_rate'], True)} right) | {num(block['final_auroc'])} |",
     ]

@@ -81,6 +81,9 @@ def test_reflection_block_by_hand():
     assert (block["isrel_pairs_n"], block["isrel_within_question"], block["retriever_within_question"]) == (2, .5, .5)
     # IsSup vs right: positives {0.8, 0.6}, negatives {0.3, 0.7} -> 3 of 4
     assert block["issup_auroc"] == 0.75
+    # IsSup within a question: a scores Paris (right, first) above Lyon, b Munich (wrong, first) above Berlin
+    assert (block["issup_pairs_n"], block["issup_within_question"], block["retriever_within_question_issup"]) == (
+        2, .5, .5)
     # final (= IsRel; no-retrieval candidates score 0): positives {0.9, 0.4, 0}, negatives {0.2, 0, 0.6}
     # -> 3 + 2 + 0.5 = 5.5 of 9
     assert block["final_auroc"] == pytest.approx(5.5 / 9) and block["final_n"] == 6
@@ -94,6 +97,28 @@ def test_reflection_block_by_hand():
     assert (block["passage_pick_n"], block["passage_pick_reflection"], block["passage_pick_first"]) == (2, 0.5, 0.5)
     text = reflection_markdown(block)
     assert "| chosen / oracle | 0.500 |" in text and "| [0.8, 1.0] | 1 | 100.0% | 0.0% |" in text
+
+
+def test_issup_within_a_question_counts_ties_half_and_ignores_one_class_questions():
+    # c: right first (0.5), a wrong one tied (0.5) and a wrong one above (0.9): credits 0.5 and 0; retriever 1 and 1.
+    # d: both wrong: no pair. e: wrong (0.2) then right (0.7): credit 1, retriever 0.
+    rows = [
+        {"id": "c", "question": "q", "answer": "Paris", "retrieved": True, "p_retrieve": 0.9, "options": None,
+         "candidates": [cand("Paris", "P.", rel=0.5, sup=0.5), cand("Lyon", "L.", rel=0.5, sup=0.5),
+                        cand("Nice", "N.", rel=0.5, sup=0.9)]},
+        {"id": "d", "question": "q", "answer": "Rome", "retrieved": True, "p_retrieve": 0.9, "options": None,
+         "candidates": [cand("Rome", "R.", rel=0.5, sup=0.4), cand("Milan", "M.", rel=0.5, sup=0.6)]},
+        {"id": "e", "question": "q", "answer": "Bern", "retrieved": True, "p_retrieve": 0.9, "options": None,
+         "candidates": [cand("Basel", "B.", rel=0.5, sup=0.2), cand("Bern", "B.", rel=0.5, sup=0.7)]},
+    ]
+    golds = {"c": ("Paris",), "d": ("Oslo",), "e": ("Bern",)}
+    per_question = {"c": {"match": 0.0}, "d": {"match": 0.0}, "e": {"match": 1.0}}
+    block = reflection_diagnostics(get_task("popqa"), rows, golds, per_question, WEIGHTS)
+    assert block["issup_pairs_n"] == 3
+    assert block["issup_within_question"] == pytest.approx(1.5 / 3)
+    assert block["retriever_within_question_issup"] == pytest.approx(2 / 3)
+    assert "| IsSup within a question: right candidate scored above a wrong one (n=3 pairs) | 50.0% |" in (
+        reflection_markdown(block))
 
 
 def test_reflection_items_are_the_blocks_items_grouped_by_question():
