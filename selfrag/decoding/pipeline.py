@@ -234,6 +234,8 @@ class SelfRAG:
     def _candidates(self, expansions: Sequence[Expansion], queries: Sequence[Query]) -> list[Continuation]:
         """Short form's candidates, `queries[k]` asking `expansions[k]`: written and critiqued by the generator
         (`expand`), or with a reader written by it from the expansion's passage alone and critiqued (`critique`)."""
+        if not expansions:  # e.g. a corrective retry that found only passages already tried: no model call
+            return []
         if self.reader is None:
             return self.expand(expansions, stop_at_retrieval=False)
         readings = self.reader.read([q.id for q in queries], [q.instruction for q in queries],

@@ -293,6 +293,15 @@ def test_corrective_retry_is_skipped_when_a_passage_is_relevant_and_bounded_to_o
     assert weak.corrective == {"query": "rewritten who is bob ?", "passage_ids": ["w2"]}
 
 
+def test_corrective_retry_that_finds_only_tried_passages_calls_no_model():
+    decoder, retriever, rewrites = _corrective_decoder({})
+    retriever.batch_search = lambda qs, k: [[WEAK_1] for _ in qs]  # the rewrite finds the same weak passage
+    [weak] = decoder.predict([Query(id="3", question="who is bob ?", instruction="who is bob ?")])
+    assert rewrites == [["who is bob ?"]] and weak.corrective == {"query": "rewritten who is bob ?", "passage_ids": []}
+    assert [c.passage.id for c in weak.candidates] == ["w1"]
+    assert all(decoder.backend.generate_calls), "the backend was called with an empty batch"
+
+
 def test_rerank_by_the_embedded_generator_uses_its_model_config(monkeypatch):
     """`rerank=generator` with no model scores with the embedded generator exactly as `model=selfrag_smollm2_135m`
     decodes with it: the same adapter and the prompt style it was trained with (it was built with the old
