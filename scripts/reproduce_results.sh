@@ -16,7 +16,8 @@
 #                       IsRel and IsSup trained on judgements of the base's own answers) decides and judges, the base
 #                       writes each passage's answer; its settings chosen on the dev split
 #                       (docs/results/dev-retrain/README.md): 5 passages, w_rel 1, w_sup 1, w_use 0 (IsUse never
-#                       trained), no sequence score, every path decoded
+#                       trained), no sequence score, every path decoded; table_judge/ is the PopQA table with it
+#                       first, every baseline paired against it (the README's)
 # plus, for PopQA, Self-RAG on 200 popular (head) questions outside its training data: is its retrieval adaptive?
 set -euo pipefail
 OUT=${1:-outputs/results}
