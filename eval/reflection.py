@@ -16,7 +16,7 @@ run (every question decoded into candidates; `decoding.score_all_paths=true` add
   this one;
 - **IsSup within a question**: the same over pairs of one question's passage candidates where one is right and the
   other wrong: how often IsSup scores the right one higher (ties half), against the retriever's order. A pooled IsSup
-  AUROC of 0.85 can come with a within-question order of 0.78 (the answer judge on PopQA test): much of the AUROC
+  AUROC of 0.85 can come with a within-question order of 0.78 (the first answer judge on PopQA test): much of the AUROC
   is telling easy questions from hard ones, which no choice among one question's candidates uses;
 - **passage choice vs retrieval order**: over questions with passage candidates, how often the candidate the run's
   weights pick among the passages (`mode=always`) is right, against the candidate of the retriever's first passage:

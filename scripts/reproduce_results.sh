@@ -20,6 +20,9 @@
 #                       first, every baseline paired against it (the README's)
 # plus, for PopQA, Self-RAG on 200 popular (head) questions outside its training data: is its retrieval adaptive?
 set -euo pipefail
+# The body is one braced group ending in `exit`: bash reads all of it before running any, so editing this file while
+# it runs cannot change what runs (bash otherwise reads a script from its file as it goes).
+{
 OUT=${1:-outputs/results}
 PY=${PY:-.venv/bin/python}
 BACKEND=${BACKEND:-vllm}
@@ -60,3 +63,5 @@ with open(sys.argv[1], "w") as out:
 EOF
 $PY scripts/evaluate.py task=popqa data.path=$HEAD retriever=bm25 backend=$BACKEND batch_size=64 method=selfrag \
     decoding.score_all_paths=true output_dir=$OUT/popqa_head/selfrag
+exit
+}
