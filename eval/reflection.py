@@ -74,6 +74,11 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
     return (positive_rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
+def _mean(values: Sequence[float]) -> float | None:
+    """The mean of `values` (bools count 0/1); None when there are none."""
+    return sum(values) / len(values) if values else None
+
+
 def reliability(scores: Sequence[float], labels: Sequence[bool], bins: int = 10) -> list[dict[str, Any]]:
     """Scores in [0, 1] cut into `bins` equal bins: per bin its range, count, mean score and share of positives (None
     for an empty bin)."""
@@ -82,8 +87,8 @@ def reliability(scores: Sequence[float], labels: Sequence[bool], bins: int = 10)
         low, high = b / bins, (b + 1) / bins
         members = [(s, y) for s, y in zip(scores, labels) if low <= s < high or (b == bins - 1 and s == high)]
         out.append({"low": low, "high": high, "n": len(members),
-                    "mean_score": sum(s for s, _ in members) / len(members) if members else None,
-                    "positive_rate": sum(y for _, y in members) / len(members) if members else None})
+                    "mean_score": _mean([s for s, _ in members]),
+                    "positive_rate": _mean([y for _, y in members])})
     return out
 
 
@@ -135,10 +140,6 @@ def _within_question(items: Sequence[tuple[float, bool]]) -> list[tuple[float, f
                 credit = 1.0 if positive > negative else 0.5 if positive == negative else 0.0
                 pairs.append((credit, 1.0 if positive_i else 0.0))
     return pairs
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 def _unzip(pairs: Sequence[tuple[float, bool]]) -> tuple[list[float], list[bool]]:
@@ -219,14 +220,14 @@ def reflection_diagnostics(
         _unzip(items[kind]) for kind in AUROC_LABELS)
     n = len(rows)
     oracle_rate = oracle / n if n else None
-    chosen_mean = sum(chosen) / n if n else None
+    chosen_mean = _mean(chosen)
     usefulness = []
     for b, low in enumerate(P_RETRIEVE_BINS):
         high = P_RETRIEVE_BINS[b + 1] if b + 1 < len(P_RETRIEVE_BINS) else 1.0
         members = [(w, wo) for p, w, wo in paths if low <= p < high or (high == 1.0 and p == 1.0)]
         usefulness.append({"p_retrieve": f"[{low:.1f}, {high:.1f}{']' if high == 1.0 else ')'}", "n": len(members),
-                           "with_passages": sum(w for w, _ in members) / len(members) if members else None,
-                           "without_passages": sum(wo for _, wo in members) / len(members) if members else None})
+                           "with_passages": _mean([w for w, _ in members]),
+                           "without_passages": _mean([wo for _, wo in members])})
     return {
         "n": n,
         "metric": primary,
@@ -235,7 +236,7 @@ def reflection_diagnostics(
         "chosen_over_oracle": chosen_mean / oracle_rate if oracle_rate else None,
         "isrel_auroc": auroc(rel_scores, rel_labels),
         "isrel_n": len(rel_scores),
-        "isrel_positive_rate": sum(rel_labels) / len(rel_labels) if rel_labels else None,
+        "isrel_positive_rate": _mean(rel_labels),
         "isrel_pairs_n": len(within),
         "isrel_within_question": _mean([r for r, _ in within]),
         "retriever_within_question": _mean([f for _, f in within]),
@@ -246,10 +247,10 @@ def reflection_diagnostics(
         "retriever_within_question_issup": _mean([f for _, f in within_sup]),
         "final_auroc": auroc(final_scores, final_labels),
         "final_n": len(final_scores),
-        "candidates_right_rate": sum(final_labels) / len(final_labels) if final_labels else None,
+        "candidates_right_rate": _mean(final_labels),
         "passage_pick_n": len(passage_picks),
-        "passage_pick_reflection": (sum(r for r, _ in passage_picks) / len(passage_picks)) if passage_picks else None,
-        "passage_pick_first": (sum(f for _, f in passage_picks) / len(passage_picks)) if passage_picks else None,
+        "passage_pick_reflection": _mean([r for r, _ in passage_picks]),
+        "passage_pick_first": _mean([f for _, f in passage_picks]),
         "retrieval_usefulness": usefulness if paths else None,
         "reliability": {"isrel": reliability(rel_scores, rel_labels), "issup": reliability(sup_scores, sup_labels)},
     }
