@@ -12,9 +12,9 @@
 #   base_standard_rag   the untrained instruct base given the ndocs passages in its chat template
 #   sft_no_retrieval    the base fine-tuned on the same rows without reflection tokens and passages
 #   sft_standard_rag    that model given the ndocs passages
-#   selfrag_judge       (PopQA) Self-RAG with decoding.reader=base: the answer judge (model=selfrag_smollm2_135m_judge,
-#                       IsRel and IsSup trained on judgements of the base's own answers) decides and judges, the base
-#                       writes each passage's answer; its settings chosen on the dev split
+#   selfrag_judge       (PopQA) recipe=judge: Self-RAG with decoding.reader=base, the answer judge
+#                       (model=selfrag_smollm2_135m_judge, IsRel and IsSup trained on judgements of the base's own
+#                       answers) decides and judges, the base writes each passage's answer; its settings chosen on dev
 #                       (docs/results/dev-retrain/README.md): 5 passages, w_rel 1, w_sup 1, w_use 0 (IsUse never
 #                       trained), no sequence score, every path decoded; table_judge/ is the PopQA table with it
 #                       first, every baseline paired against it (the README's)
@@ -40,9 +40,7 @@ for task in popqa arc_challenge; do
   baselines=$baselines,$OUT/$task/sft_no_retrieval,$OUT/$task/sft_standard_rag
   runs=$OUT/$task/selfrag,$baselines
   if [ $task = popqa ]; then
-    run method=selfrag model=selfrag_smollm2_135m_judge decoding.reader=base decoding.ndocs=5 decoding.w_rel=1 \
-        decoding.w_sup=1 decoding.w_use=0 decoding.use_seqscore=false decoding.score_all_paths=true \
-        output_dir=$OUT/$task/selfrag_judge
+    run method=selfrag recipe=judge decoding.score_all_paths=true output_dir=$OUT/$task/selfrag_judge
     runs=$runs,$OUT/$task/selfrag_judge
     $PY scripts/sweep.py run=$OUT/$task/selfrag_judge output_dir=$OUT/$task/sweep_judge
     # The same runs with the answer judge first, so every baseline's paired CI is against it (the README's table).

@@ -39,6 +39,26 @@ def check_backend(name: Any, options: dict[str, Any]) -> None:
     check_options(options)
 
 
+def answer_reader(model: ModelSpec, decoding: DecodingConfig) -> ModelSpec | None:
+    """Who writes the candidates' answers when it is not the model itself: the base the adapter was trained from
+    (`decoding.reader=base`), else None (the generator writes them). Checked before anything loads.
+
+    Raises:
+        InputError: `decoding.reader=base` for a model without an adapter (no base to read with), or a
+            `model.judges_only` model asked to write its own answers (it was trained to stop after its judgements:
+            its answers are empty).
+    """
+    if decoding.reader == "base":
+        return base_model_spec(model)
+    if model.judges_only:
+        raise InputError(
+            f"model {model.name!r} only judges (model.judges_only): it was trained on judgements alone and writes no "
+            "answers of its own (they come out empty), so Self-RAG decodes it with decoding.reader=base, the base "
+            "model answering from each passage and this model judging: use recipe=judge (or decoding.reader=base)"
+        )
+    return None
+
+
 def prompt_formatter(style: str, tokenizer: Any, trained_style: str | None = None) -> PromptFormatter:
     """`auto` picks the style the model was trained with (`trained_style`, from its model config) when known, else the
     tokenizer's chat template when it has one, else the official format."""
@@ -75,7 +95,7 @@ def build_selfrag(
         raise InputError(str(err)) from None
     limit = context_limit(checkpoint, backend_options)
     log.info("model %s, backend %s, prompt %s, context %s tokens", checkpoint, backend, formatter.style, limit)
-    reader_spec = base_model_spec(model) if decoding.reader == "base" else None  # refused before anything loads
+    reader_spec = answer_reader(model, decoding)  # refused before anything loads
     engine = make_backend(backend, checkpoint, **backend_options)
     if limit is not None:
         engine = ContextGuard(engine, limit)

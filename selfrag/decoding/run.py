@@ -34,14 +34,14 @@ from tqdm import tqdm
 from selfrag.decoding.budget import fit_budget
 from selfrag.decoding.config import DecodingConfig, with_default_weights
 from selfrag.decoding.context import ContextGuard, check_queries
-from selfrag.decoding.factory import PROMPT_CHOICES, build_selfrag, check_backend
+from selfrag.decoding.factory import PROMPT_CHOICES, answer_reader, build_selfrag, check_backend
 from selfrag.decoding.frontend_models import make_rewriter, open_front_end
 from selfrag.decoding.pipeline import SelfRAG
 from selfrag.decoding.records import prediction_to_json
 from selfrag.decoding.wellformed import well_formed_summary
 from selfrag.inputs import iter_queries
 from selfrag.io import InputError, append_jsonl, read_done_ids, read_json, read_jsonl, write_text_atomic
-from selfrag.models.loading import ModelSpec, base_model_spec, model_spec
+from selfrag.models.loading import ModelSpec, model_spec
 from selfrag.prompts import TASKS
 from selfrag.retrieval.base import Retriever
 from selfrag.retrieval.factory import RETRIEVERS, close_retriever, front_end_config, with_search_queries
@@ -71,10 +71,15 @@ def run_settings(config: Mapping[str, Any], keys: Sequence[str] = RUN_KEYS) -> d
     """The values of `keys` (dotted paths, e.g. "backend.name") in a plain nested config mapping; absent keys are
     None. This is what `run_config.json` records and what a resumed run is checked against.
 
-    The `decoding` node is recorded with its reward weights resolved (a `null` weight as the library default), so
-    the record says which weights were used and matches runs recorded when the configs spelled the numbers out.
+    `model.judges_only` is left out (it changes no prediction). The `decoding` node is recorded with its reward
+    weights resolved (a `null` weight as the library default), so the record says which weights were used and
+    matches runs recorded when the configs spelled the numbers out.
     """
     settings = {key: _lookup(config, key) for key in keys}
+    if isinstance(settings.get("model"), Mapping):
+        # `model.judges_only` only refuses a run (`answer_reader`), it changes no prediction: left out, so runs
+        # recorded before the key existed still resume.
+        settings["model"] = {k: v for k, v in settings["model"].items() if k != "judges_only"}
     if isinstance(settings.get("decoding"), Mapping):
         settings["decoding"] = with_default_weights(settings["decoding"])
     return settings
@@ -146,8 +151,7 @@ class DecodeSettings:
         data = config["data"]
         if decoding.budget_data is not None and not Path(decoding.budget_data).is_file():
             raise InputError(f"decoding.budget_data={decoding.budget_data}: no such file (a dev file of the task)")
-        if decoding.reader == "base":
-            base_model_spec(model)  # a generator without an adapter has no base to read with: refused now
+        answer_reader(model, decoding)  # who writes the answers, refused now if nobody can
         if decoding.corrective and (retriever_name == "none" or decoding.long_form):
             raise InputError("decoding.corrective retries retrieval in short form: it needs a live retriever "
                              "(retriever=bm25|dense|hybrid) and decoding.long_form=false")

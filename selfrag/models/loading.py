@@ -35,6 +35,9 @@ class ModelSpec:
             uses; None when unknown (auto then picks the tokenizer's chat template if it has one).
         writes_reflection: the model was trained to write reflection tokens and passages (a Self-RAG generator): it
             is decoded with Self-RAG, and the plain-answer baselines refuse it (its answers would be the markup).
+        judges_only: the model was trained on judgements alone (rows that end after the reflection tokens, e.g. the
+            answer judge): it writes no answers of its own, so Self-RAG decodes it only with `decoding.reader=base`
+            (`recipe=judge`); anything else is refused (`selfrag.decoding.factory.check_reader`).
     """
 
     name: str
@@ -44,6 +47,7 @@ class ModelSpec:
     adapter: str | None = None
     prompt: str | None = None
     writes_reflection: bool = False
+    judges_only: bool = False
 
 
 def model_spec(values: Mapping[str, Any], *, key: str = "model") -> ModelSpec:
@@ -61,6 +65,7 @@ def model_spec(values: Mapping[str, Any], *, key: str = "model") -> ModelSpec:
         adapter=as_str(values.get("adapter"), f"{key}.adapter", allow_none=True),
         prompt=as_choice(values.get("prompt"), f"{key}.prompt", PROMPT_STYLES, allow_none=True),
         writes_reflection=as_bool(values.get("writes_reflection", False), f"{key}.writes_reflection"),
+        judges_only=as_bool(values.get("judges_only", False), f"{key}.judges_only"),
     )
     check_model_spec(spec, key=key)
     return spec

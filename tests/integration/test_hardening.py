@@ -172,6 +172,12 @@ CASES = [
     ("reader-long-form", "evaluate", lambda f: evaluate(f, "decoding.reader=base", "decoding.long_form=true"),
      "decoding.reader=base answers each passage in one step (short form)"),
     ("reader-unknown", "infer", lambda f: infer(f, "decoding.reader=critic"), "decoding.reader"),
+    ("judge-own-answers", "evaluate", lambda f: evaluate(f, "model.judges_only=true"),
+     "only judges (model.judges_only): it was trained on judgements alone"),
+    ("packaged-judge-own-answers", "infer", lambda f: [f"data.path={f.good}", "model=selfrag_smollm2_135m_judge"],
+     "use recipe=judge (or decoding.reader=base)"),
+    ("recipe-unknown", "evaluate", lambda f: evaluate(f, "recipe=jduge"),
+     "recipe=jduge: no such option in conf/recipe/; did you mean recipe=judge?"),
     ("add-tokens-maybe", "infer", lambda f: infer(f, "model.add_reflection_tokens=maybe"),
      "model.add_reflection_tokens must be true or false"),
     # -- one threshold check for infer and rerank ----------------------------------------------------------------------
