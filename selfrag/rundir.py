@@ -160,6 +160,7 @@ def guard_settings(
     *,
     outputs: Sequence[str],
     record: str = RUN_CONFIG,
+    added_keys: Sequence[str] = (),
 ) -> None:
     """Refuse to add to outputs made with other settings; record `settings` otherwise.
 
@@ -169,6 +170,8 @@ def guard_settings(
         outputs: the files (names inside `output_dir`) a resumed run appends to; while none exists, any settings
             are accepted and recorded.
         record: the file the settings are kept in.
+        added_keys: keys of `settings` that records made before they existed lack: such a record is compared on
+            its other keys, then rewritten with them (every other absent or extra key is a difference).
 
     Raises:
         InputError: an output exists and `record` holds other settings (naming the keys that differ), or `record`
@@ -183,8 +186,9 @@ def guard_settings(
         if not isinstance(previous, dict):
             raise InputError(f"{saved}: expected a JSON object of settings; delete {present[0]} and {saved.name} "
                              "to start over")
-        if previous != settings:
-            changed = sorted(k for k in {*settings, *previous} if previous.get(k) != settings.get(k))
+        older = {k: v for k, v in settings.items() if k not in added_keys or k in previous}
+        if previous != older:
+            changed = sorted(k for k in {*older, *previous} if previous.get(k) != older.get(k))
             raise InputError(
                 f"{output_dir} holds {', '.join(present)} made with other settings ({', '.join(changed)} differ); "
                 f"use a new output_dir or delete {output_dir / present[0]}"

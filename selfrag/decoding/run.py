@@ -39,9 +39,11 @@ from selfrag.decoding.frontend_models import make_rewriter, open_front_end
 from selfrag.decoding.pipeline import SelfRAG
 from selfrag.decoding.records import prediction_to_json
 from selfrag.decoding.wellformed import well_formed_summary
+from selfrag.fingerprint import FINGERPRINT_MEMO, content_fingerprint
 from selfrag.inputs import iter_queries
 from selfrag.io import InputError, append_jsonl, read_done_ids, read_json, read_jsonl, write_text_atomic
 from selfrag.models.loading import ModelSpec, model_spec
+from selfrag.models.packaged import cache_root
 from selfrag.prompts import TASKS
 from selfrag.retrieval.base import Retriever
 from selfrag.retrieval.factory import RETRIEVERS, close_retriever, front_end_config, with_search_queries
@@ -67,10 +69,24 @@ def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
+def model_files(model: Mapping[str, Any]) -> dict[str, str]:
+    """Content fingerprints (`selfrag.fingerprint.content_fingerprint`) of the local directories a model node names,
+    `path` and `adapter`: what a run's predictions came from, beyond the names. A packaged base or a hub id has no
+    local directory here and is known by its name alone."""
+    found = {}
+    for key in ("path", "adapter"):
+        value = model.get(key)
+        if isinstance(value, str) and Path(value).expanduser().is_dir():
+            found[key] = content_fingerprint(Path(value).expanduser(), memo=cache_root() / FINGERPRINT_MEMO)
+    return found
+
+
 def run_settings(config: Mapping[str, Any], keys: Sequence[str] = RUN_KEYS) -> dict[str, Any]:
     """The values of `keys` (dotted paths, e.g. "backend.name") in a plain nested config mapping; absent keys are
     None. This is what `run_config.json` records and what a resumed run is checked against.
 
+    With `model` among the keys, `model_files` records the contents of the model's directories as well: an adapter
+    replaced in place under the same path would otherwise resume a finished run with the old model's predictions.
     `model.judges_only` is left out (it changes no prediction). The `decoding` node is recorded with its reward
     weights resolved (a `null` weight as the library default), so the record says which weights were used and
     matches runs recorded when the configs spelled the numbers out.
@@ -80,6 +96,7 @@ def run_settings(config: Mapping[str, Any], keys: Sequence[str] = RUN_KEYS) -> d
         # `model.judges_only` only refuses a run (`answer_reader`), it changes no prediction: left out, so runs
         # recorded before the key existed still resume.
         settings["model"] = {k: v for k, v in settings["model"].items() if k != "judges_only"}
+        settings["model_files"] = model_files(settings["model"])
     if isinstance(settings.get("decoding"), Mapping):
         settings["decoding"] = with_default_weights(settings["decoding"])
     return settings
@@ -91,7 +108,8 @@ def check_resume(output_dir: Path, settings: dict[str, Any]) -> None:
     Raises:
         InputError: `output_dir` holds predictions made with other settings (naming the keys that differ).
     """
-    guard_settings(output_dir, settings, outputs=(PREDICTIONS,), record=RUN_CONFIG)
+    # `model_files` is newer than some recorded runs: a record without it is checked on the rest (and gains it).
+    guard_settings(output_dir, settings, outputs=(PREDICTIONS,), record=RUN_CONFIG, added_keys=("model_files",))
 
 
 @dataclass(frozen=True)

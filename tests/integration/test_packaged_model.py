@@ -67,6 +67,7 @@ def test_shipped_generator_is_the_default_and_reproduces_its_reference(tmp_path)
     assert "another base" not in proc.stderr and "no content fingerprint" not in proc.stderr
     config = json.loads((tmp_path / "run_config.json").read_text())
     assert config["model"]["name"] == "selfrag_smollm2_135m" and config["model"]["prompt"] == "chat"
+    assert set(config["model_files"]) == {"adapter"}  # the adapter's contents, so replacing it stops a resume
     rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     reference_file = Path(__file__).resolve().parents[1] / "reference" / "shipped_generator_popqa3.jsonl"
     reference = [json.loads(line) for line in reference_file.read_text().splitlines()]

@@ -228,6 +228,53 @@ def test_settings_guard_refuses_other_settings_only_while_outputs_exist(tmp_path
         guard_settings(tmp_path, {"k": 5}, outputs=("train.jsonl",))
 
 
+def test_a_key_newer_than_the_record_is_checked_from_then_on(tmp_path):
+    """`added_keys`: a record written before a key existed is compared on the rest and gains the key."""
+    from selfrag.rundir import guard_settings
+
+    outputs = ("predictions.jsonl",)
+    guard_settings(tmp_path, {"k": 5}, outputs=outputs)
+    (tmp_path / "predictions.jsonl").write_text('{"id": "a"}\n')
+    guard_settings(tmp_path, {"k": 5, "files": {"adapter": "aa"}}, outputs=outputs, added_keys=("files",))
+    assert json.loads((tmp_path / "run_config.json").read_text()) == {"k": 5, "files": {"adapter": "aa"}}
+    with pytest.raises(InputError, match=r"\(files differ\)"):
+        guard_settings(tmp_path, {"k": 5, "files": {"adapter": "bb"}}, outputs=outputs, added_keys=("files",))
+    with pytest.raises(InputError, match=r"\(k differ\)"):
+        guard_settings(tmp_path, {"k": 6, "files": {"adapter": "aa"}}, outputs=outputs, added_keys=("files",))
+    with pytest.raises(InputError, match=r"\(extra differ\)"):  # a key not declared new is a difference
+        guard_settings(tmp_path, {"k": 5, "files": {"adapter": "aa"}, "extra": 1}, outputs=outputs)
+
+
+def test_an_adapter_replaced_in_place_no_longer_resumes_a_finished_run(tmp_path):
+    """The run record holds the model directories' contents, not only their paths (`model_files`)."""
+    import os
+
+    from selfrag.decoding.run import check_resume, run_settings
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    weights = adapter / "adapter_model.safetensors"
+    weights.write_bytes(b"one")
+    config = {"model": {"name": "g", "path": None, "packaged": "smollm2_135m_instruct", "adapter": str(adapter),
+                        "judges_only": False}, "decoding": {"ndocs": 2}}
+    out = tmp_path / "run"
+    out.mkdir()
+    settings = run_settings(config)
+    assert set(settings["model_files"]) == {"adapter"} and "judges_only" not in settings["model"]
+    check_resume(out, settings)
+    (out / "predictions.jsonl").write_text('{"id": "1"}\n')
+    check_resume(out, run_settings(config))  # the same files resume
+    weights.write_bytes(b"two")  # same path and size, other bytes (the mtime moved on, as a real copy's does)
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(InputError, match=r"made with other settings \(model_files differ\)"):
+        check_resume(out, run_settings(config))
+    # a record from before model_files existed resumes on the rest and gains the fingerprint
+    (out / "run_config.json").write_text(json.dumps({k: v for k, v in settings.items() if k != "model_files"}))
+    check_resume(out, run_settings(config))
+    assert json.loads((out / "run_config.json").read_text())["model_files"] == run_settings(config)["model_files"]
+
+
 def test_counts_add_up_over_resumed_runs(tmp_path):
     from selfrag.rundir import add_counts
 
