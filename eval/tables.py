@@ -17,7 +17,8 @@ from selfrag.io import InputError
 
 def run_name(run: SavedRun) -> str:
     """How the table names a run: method, model and, for Self-RAG, the retrieval mode and threshold, and `base
-    reader` when the base wrote the answers (`decoding.reader=base`)."""
+    reader` when the base wrote the answers (`decoding.reader=base`); then the passages per question (`ndocs`) of
+    a run that reads any, so two runs of one method and model that differ only there are told apart."""
     m = run.metrics
     name = f"{m.get('method')} · {m.get('model')}"
     decoding = m.get("decoding") or {}
@@ -26,6 +27,9 @@ def run_name(run: SavedRun) -> str:
                                              if decoding["mode"] == "adaptive" else "")
         if decoding.get("reader", "generator") != "generator":
             name += f" · {decoding['reader']} reader"
+    reads = m.get("method") == "standard_rag" or (m.get("method") == "selfrag" and decoding.get("mode") != "never")
+    if reads and "ndocs" in decoding:
+        name += f" · {decoding['ndocs']} passage{'s' if decoding['ndocs'] != 1 else ''}"
     return name
 
 

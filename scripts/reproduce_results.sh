@@ -18,6 +18,8 @@
 #                       (docs/results/dev-retrain/README.md): 5 passages, w_rel 1, w_sup 1, w_use 0 (IsUse never
 #                       trained), no sequence score, every path decoded; table_judge/ is the PopQA table with it
 #                       first, every baseline paired against it (the README's)
+#   base_standard_rag_k1  (PopQA) the base given only the first passage: tied with 2 passages as the base's best on
+#                       the dev split (49% each; 44% with 3, 47% with 5), so the judge's table has both
 # plus, for PopQA, Self-RAG on 200 popular (head) questions outside its training data: is its retrieval adaptive?
 set -euo pipefail
 # The body is one braced group ending in `exit`: bash reads all of it before running any, so editing this file while
@@ -41,10 +43,12 @@ for task in popqa arc_challenge; do
   runs=$OUT/$task/selfrag,$baselines
   if [ $task = popqa ]; then
     run method=selfrag recipe=judge decoding.score_all_paths=true output_dir=$OUT/$task/selfrag_judge
+    run method=standard_rag model=smollm2_135m_instruct decoding.ndocs=1 output_dir=$OUT/$task/base_standard_rag_k1
     runs=$runs,$OUT/$task/selfrag_judge
     $PY scripts/sweep.py run=$OUT/$task/selfrag_judge output_dir=$OUT/$task/sweep_judge
     # The same runs with the answer judge first, so every baseline's paired CI is against it (the README's table).
-    $PY scripts/results_table.py "runs=[$OUT/$task/selfrag_judge,$baselines]" output_dir=$OUT/$task/table_judge
+    $PY scripts/results_table.py "runs=[$OUT/$task/selfrag_judge,$baselines,$OUT/$task/base_standard_rag_k1]" \
+        output_dir=$OUT/$task/table_judge
   fi
   $PY scripts/results_table.py "runs=[$runs]" output_dir=$OUT/$task/table
   $PY scripts/sweep.py run=$OUT/$task/selfrag output_dir=$OUT/$task/sweep

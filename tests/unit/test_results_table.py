@@ -26,7 +26,7 @@ def test_rows_and_table_by_hand():
     # rag - selfrag per question is (0, 1): the same three-point distribution
     assert [(r["name"], r["n"], r["mean"], r["ci"]) for r in rows] == [
         ("selfrag · gen · adaptive (threshold 0.2)", 2, 0.5, [0.0, 1.0]),
-        ("standard_rag · base", 2, 1.0, [1.0, 1.0]),
+        ("standard_rag · base · 5 passages", 2, 1.0, [1.0, 1.0]),
     ]
     assert rows[0]["vs_reference"] is None and rows[0]["well_formed"] == 0.75 and rows[1]["well_formed"] is None
     versus = rows[1]["vs_reference"]
@@ -35,15 +35,17 @@ def test_rows_and_table_by_hand():
         "| run | n | match [95% CI] | retrieval rate | well-formed | vs. first row [95% CI] |",
         "|---|---:|---:|---:|---:|---:|",
         "| selfrag · gen · adaptive (threshold 0.2) | 2 | 50.0% [0.0%, 100.0%] | 50.0% | 75.0% | (reference) |",
-        "| standard_rag · base | 2 | 100.0% [100.0%, 100.0%] | 100.0% | – | +50.0% [+0.0%, +100.0%] |",
+        "| standard_rag · base · 5 passages | 2 | 100.0% [100.0%, 100.0%] | 100.0% | – | +50.0% [+0.0%, +100.0%] |",
     ]
 
 
 def test_never_mode_has_no_threshold_and_mismatched_runs_are_refused():
-    assert run_name(_run("gen", "selfrag", {}, decoding={"mode": "never", "threshold": 0.2})) == \
-        "selfrag · gen · never"
-    assert run_name(_run("judge", "selfrag", {}, decoding={"mode": "always", "threshold": 0.2, "reader": "base"})) == \
-        "selfrag · judge · always · base reader"
+    assert run_name(_run("gen", "selfrag", {}, decoding={"mode": "never", "threshold": 0.2, "ndocs": 2})) == \
+        "selfrag · gen · never"  # reads no passage
+    judge = _run("judge", "selfrag", {}, decoding={"mode": "always", "threshold": 0.2, "reader": "base", "ndocs": 5})
+    assert run_name(judge) == "selfrag · judge · always · base reader · 5 passages"
+    assert run_name(_run("base", "standard_rag", {}, decoding={"ndocs": 1})) == "standard_rag · base · 1 passage"
+    assert run_name(_run("base", "no_retrieval", {}, decoding={"ndocs": 2})) == "no_retrieval · base"
     with pytest.raises(InputError, match="different questions"):
         results_rows([_run("a", "selfrag", {"q1": 1.0}), _run("b", "no_retrieval", {"q2": 1.0})])
     with pytest.raises(InputError, match="runs is empty"):
