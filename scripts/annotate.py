@@ -29,7 +29,7 @@ from selfrag.artifacts import command_line, display_path, write_card
 from selfrag.cli import run_or_exit
 from selfrag.decoding.factory import check_backend
 from selfrag.io import InputError, read_jsonl, write_text_atomic
-from selfrag.models.loading import model_spec
+from selfrag.models.loading import model_files, model_spec
 from selfrag.overrides import hydra_app
 from selfrag.retrieval.factory import open_configured_retriever
 from selfrag.rundir import add_counts, claimed_output_dir, guard_settings
@@ -102,7 +102,8 @@ def run(cfg: DictConfig) -> Path:
             "corpus.path": str(cfg.corpus.path), "critic": OmegaConf.to_container(cfg.critic, resolve=True),
             "backend.name": backend_name, "passage_order": list(cfg.passage_order), "variants": dict(cfg.variants),
             "min_segment_chars": min_chars, "labeler": labeler_kind,
-        }, outputs=("train.jsonl",))
+            "critic_files": model_files(OmegaConf.to_container(cfg.critic, resolve=True)),
+        }, outputs=("train.jsonl",), added_keys=("critic_files",))  # older records lack it: checked on the rest
         search = None if use_ctxs else open_configured_retriever(retriever, cfg.corpus.path).batch_search
         critic = open_critic(critic_spec, backend_name, backend, batch_size=critic_batch)
         labeler = critic if labeler_kind == "critic" else TeacherFirst(AnswerGroundedTeacher(), critic)

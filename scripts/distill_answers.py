@@ -52,7 +52,7 @@ from selfrag.io import (
     write_jsonl_atomic,
     write_text_atomic,
 )
-from selfrag.models.loading import load_tokenizer, model_spec, resolve_checkpoint
+from selfrag.models.loading import load_tokenizer, model_files, model_spec, resolve_checkpoint
 from selfrag.overrides import hydra_app
 from selfrag.prompts import rag_prompt, user_content
 from selfrag.rundir import claimed_output_dir, guard_settings, refuse_input_dir
@@ -103,7 +103,8 @@ def run(cfg: DictConfig) -> Path:
         guard_settings(out_dir, {
             "data_file": str(config["data_file"]), "keep_rejected": keep_rejected, "model": config["model"],
             "backend": {"name": backend_name, **backend}, "max_new_tokens": max_new_tokens,
-        }, outputs=(GENERATIONS,))
+            "model_files": model_files(config["model"]),
+        }, outputs=(GENERATIONS,), added_keys=("model_files",))  # older records lack it: checked on the rest
         started = time.perf_counter()
         rejected = 0 if keep_rejected else sum(is_rejected_variant(r["id"]) for r in rows)
         rows = [r for r in rows if keep_rejected or not is_rejected_variant(r["id"])]

@@ -39,11 +39,9 @@ from selfrag.decoding.frontend_models import make_rewriter, open_front_end
 from selfrag.decoding.pipeline import SelfRAG
 from selfrag.decoding.records import prediction_to_json
 from selfrag.decoding.wellformed import well_formed_summary
-from selfrag.fingerprint import FINGERPRINT_MEMO, content_fingerprint
 from selfrag.inputs import iter_queries
 from selfrag.io import InputError, append_jsonl, read_done_ids, read_json, read_jsonl, write_text_atomic
-from selfrag.models.loading import ModelSpec, model_spec
-from selfrag.models.packaged import cache_root
+from selfrag.models.loading import ModelSpec, model_files, model_spec
 from selfrag.prompts import TASKS
 from selfrag.retrieval.base import Retriever
 from selfrag.retrieval.factory import RETRIEVERS, close_retriever, front_end_config, with_search_queries
@@ -67,18 +65,6 @@ def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
             return None
         node = node[part]
     return node
-
-
-def model_files(model: Mapping[str, Any]) -> dict[str, str]:
-    """Content fingerprints (`selfrag.fingerprint.content_fingerprint`) of the local directories a model node names,
-    `path` and `adapter`: what a run's predictions came from, beyond the names. A packaged base or a hub id has no
-    local directory here and is known by its name alone."""
-    found = {}
-    for key in ("path", "adapter"):
-        value = model.get(key)
-        if isinstance(value, str) and Path(value).expanduser().is_dir():
-            found[key] = content_fingerprint(Path(value).expanduser(), memo=cache_root() / FINGERPRINT_MEMO)
-    return found
 
 
 def run_settings(config: Mapping[str, Any], keys: Sequence[str] = RUN_KEYS) -> dict[str, Any]:

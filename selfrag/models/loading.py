@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from selfrag.fingerprint import FINGERPRINT_MEMO, content_fingerprint
 from selfrag.io import InputError
 from selfrag.models.adapters import merged_checkpoint
 from selfrag.models.packaged import cache_root, smollm2_checkpoint
@@ -69,6 +70,19 @@ def model_spec(values: Mapping[str, Any], *, key: str = "model") -> ModelSpec:
     )
     check_model_spec(spec, key=key)
     return spec
+
+
+def model_files(model: Mapping[str, Any]) -> dict[str, str]:
+    """Content fingerprints (`selfrag.fingerprint.content_fingerprint`) of the local directories a model node
+    (`conf/model/*.yaml`, as a plain mapping) names, `path` and `adapter`: what a job's outputs came from, beyond the
+    names, for the run records that must notice a model replaced in place. A packaged base or a hub id has no local
+    directory here and is known by its name alone."""
+    found = {}
+    for key in ("path", "adapter"):
+        value = model.get(key)
+        if isinstance(value, str) and Path(value).expanduser().is_dir():
+            found[key] = content_fingerprint(Path(value).expanduser(), memo=cache_root() / FINGERPRINT_MEMO)
+    return found
 
 
 def _is_hub_id(path: str) -> bool:
