@@ -20,6 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from selfrag.cli import run_or_exit
+from selfrag.inputs import passages_from_row
 from selfrag.io import InputError, iter_jsonl, write_jsonl_atomic, write_text_atomic
 from selfrag.overrides import hydra_app
 from selfrag.per_passage import split_rows
@@ -31,7 +32,8 @@ def run(cfg: DictConfig) -> Path:
     """Write `output_dir/rows.jsonl` (the split rows) and `output_dir/stats.json`; return the rows' path.
 
     Raises:
-        InputError: a row without an `id` or without a non-empty `ctxs` list (naming file and line).
+        InputError: a row without an `id` or without a non-empty `ctxs` list, or a passage in it that is not an
+            object with a `text` field (naming file and line).
     """
     retrieved = as_str(cfg.retrieved, "retrieved")
     k = as_int(cfg.k, "k", minimum=1)
@@ -40,6 +42,7 @@ def run(cfg: DictConfig) -> Path:
         if row.get("id") is None or not isinstance(row.get("ctxs"), list) or not row["ctxs"]:
             raise InputError(f"{retrieved}:{n}: expected a row with an `id` and ranked passages in `ctxs`; pass a "
                              "scripts/retrieve.py output")
+        passages_from_row(row, f"{retrieved}:{n}", str(row["id"]))  # each passage an object with `text`: refused now
         questions.append(row)
     rows = split_rows(questions, k)
     output_dir = claim_output_dir(cfg.output_dir)  # released when the process ends

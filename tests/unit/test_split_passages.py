@@ -28,3 +28,12 @@ def test_the_script_refuses_a_row_without_passages_naming_its_line(tmp_path):
     proc = run_script("split_passages", f"retrieved={retrieved}", f"output_dir={tmp_path / 'o'}", check=False)
     assert proc.returncode == 2 and f"{retrieved}:2:" in proc.stderr and "ctxs" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "o" / "rows.jsonl").exists()
+
+
+def test_the_script_refuses_a_passage_without_text_naming_its_line(tmp_path):
+    bad = {"id": 9, "question": "q", "ctxs": [{"id": "x", "title": "t", "text": "fine"}, {"id": "y", "title": "t"}]}
+    retrieved = write_jsonl(tmp_path / "retrieved.jsonl", [ROWS[0], bad])
+    proc = run_script("split_passages", f"retrieved={retrieved}", f"output_dir={tmp_path / 'o'}", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{retrieved}:2: ctxs[1] must be an object with at least a `text` field" in proc.stderr
+    assert not (tmp_path / "o" / "rows.jsonl").exists()
