@@ -20,7 +20,8 @@
 #                       first, every baseline paired against it (the README's)
 #   base_standard_rag_k1  (PopQA) the base given only the first passage: tied with 2 passages as the base's best on
 #                       the dev split (49% each; 44% with 3, 47% with 5), so the judge's table has both
-# plus, for PopQA, Self-RAG on 200 popular (head) questions outside its training data: is its retrieval adaptive?
+# plus, for PopQA, Self-RAG (the generator and the answer judge) and the base on 200 popular (head) questions outside
+# the generator's training data: is retrieval adaptive?
 set -euo pipefail
 # The body is one braced group ending in `exit`: bash reads all of it before running any, so editing this file while
 # it runs cannot change what runs (bash otherwise reads a script from its file as it goes).
@@ -65,5 +66,12 @@ with open(sys.argv[1], "w") as out:
 EOF
 $PY scripts/evaluate.py task=popqa data.path=$HEAD retriever=bm25 backend=$BACKEND batch_size=64 method=selfrag \
     decoding.score_all_paths=true output_dir=$OUT/popqa_head/selfrag
+# ... and by the answer judge, with the base beside it (is the judge's retrieval adaptive? do its tokens transfer?)
+$PY scripts/evaluate.py task=popqa data.path=$HEAD retriever=bm25 backend=$BACKEND batch_size=64 method=selfrag \
+    recipe=judge decoding.score_all_paths=true output_dir=$OUT/popqa_head/selfrag_judge
+for method in no_retrieval standard_rag; do
+  $PY scripts/evaluate.py task=popqa data.path=$HEAD retriever=bm25 backend=$BACKEND batch_size=64 method=$method \
+      model=smollm2_135m_instruct output_dir=$OUT/popqa_head/base_$method
+done
 exit
 }
