@@ -77,7 +77,8 @@ def export_dataset(cfg: DictConfig, output_dir: Path, export: Path, stats_md: st
 
 def run(cfg: DictConfig) -> Path:
     # Every setting is checked before the critic loads (a bad passage_order fails in a second, not after a load).
-    critic_spec = model_spec(OmegaConf.to_container(cfg.critic, resolve=True, throw_on_missing=True), key="critic")
+    critic_node = OmegaConf.to_container(cfg.critic, resolve=True, throw_on_missing=True)
+    critic_spec = model_spec(critic_node, key="critic")
     try:
         rules = PassageRules(tuple(cfg.passage_order))
         variants = RowVariants(**OmegaConf.to_container(cfg.variants, resolve=True))
@@ -99,10 +100,10 @@ def run(cfg: DictConfig) -> Path:
         # Rows made with other settings never join this file (a re-run with the same settings resumes it).
         guard_settings(output_dir, {
             "sources": sources, "k": k, "use_ctxs": use_ctxs, "retriever": None if use_ctxs else retriever,
-            "corpus.path": str(cfg.corpus.path), "critic": OmegaConf.to_container(cfg.critic, resolve=True),
+            "corpus.path": str(cfg.corpus.path), "critic": critic_node,
             "backend.name": backend_name, "passage_order": list(cfg.passage_order), "variants": dict(cfg.variants),
             "min_segment_chars": min_chars, "labeler": labeler_kind,
-            "critic_files": model_files(OmegaConf.to_container(cfg.critic, resolve=True)),
+            "critic_files": model_files(critic_node),
         }, outputs=("train.jsonl",), added_keys=("critic_files",))  # older records lack it: checked on the rest
         search = None if use_ctxs else open_configured_retriever(retriever, cfg.corpus.path).batch_search
         critic = open_critic(critic_spec, backend_name, backend, batch_size=critic_batch)

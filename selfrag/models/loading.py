@@ -38,7 +38,7 @@ class ModelSpec:
             is decoded with Self-RAG, and the plain-answer baselines refuse it (its answers would be the markup).
         judges_only: the model was trained on judgements alone (rows that end after the reflection tokens, e.g. the
             answer judge): it writes no answers of its own, so Self-RAG decodes it only with `decoding.reader=base`
-            (`recipe=judge`); anything else is refused (`selfrag.decoding.factory.check_reader`).
+            (`recipe=judge`); anything else is refused (`selfrag.decoding.factory.answer_reader`).
     """
 
     name: str
