@@ -181,6 +181,24 @@ def write_tsv_corpus(path, rows):
     return path
 
 
+def compose_config(config_name: str, *overrides: str) -> dict:
+    """`conf/<config_name>.yaml` composed with overrides and resolved (`${hydra:...}` included), as the script sees
+    it: a plain mapping."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    import selfrag.overrides  # noqa: F401  (registers the resolvers conf/ uses)
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]  # `${hydra:...}` resolves from HydraConfig; the node itself is Hydra's business
+        return OmegaConf.to_container(cfg, resolve=True)
+
+
 def run_script(name, *overrides, check=True, folder="scripts"):
     """Run `<folder>/<name>.py` (a script by default, or e.g. a benchmark) with its arguments as a user would
     (offline); fail with its output unless `check` is False."""

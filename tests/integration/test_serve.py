@@ -31,6 +31,7 @@ from selfrag.inputs import query_from_row
 from selfrag.serving.app import ServeConfig, ServerThread, create_app
 from selfrag.serving.engine import ServingEngine
 from selfrag.types import Candidate, Passage, Prediction, Query
+from tests.helpers import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The keys of a predictions.jsonl record (docs/formats.md): short form; long form adds `beams`.
@@ -40,22 +41,6 @@ CANDIDATE_KEYS = {"passage_id", "passage_title", "passage_text", "text", "answer
 PASSAGES = [{"id": "a1", "title": "alice", "text": "alice is a singer from paris ."},
             {"id": "b1", "title": "bob", "text": "bob was born in london ."}]
 API_KEY = "test-key-123"
-
-
-def compose_serve(*overrides: str) -> dict[str, Any]:
-    """`conf/serve.yaml` composed with overrides and resolved, as `scripts/serve.py` sees it."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict
-
-    import selfrag.overrides  # noqa: F401  (registers the resolvers conf/ uses)
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("serve", overrides=list(overrides), return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]  # `${hydra:...}` resolves from HydraConfig; the node itself is Hydra's business
-        return OmegaConf.to_container(cfg, resolve=True)
 
 
 @dataclass
@@ -68,7 +53,8 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tiny_model_dir):
-    config = ServeConfig.from_config(compose_serve(
+    config = ServeConfig.from_config(compose_config(
+        "serve",
         "model=custom", f"model.path={tiny_model_dir}", "prompt=selfrag", "decoding.mode=always", "decoding.ndocs=2",
         "decoding.max_new_tokens=30", "server.api_key=null", "server.batch_window_ms=30", "server.max_batch=8",
         "server.max_question_chars=200", "server.max_body_bytes=200000", "server.max_ndocs=4",

@@ -4,15 +4,16 @@ one setting, and never asked to write answers it was not trained to write."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from selfrag.decoding.config import DecodingConfig
+from selfrag.decoding.critique import RewardWeights
 from selfrag.decoding.factory import answer_reader
 from selfrag.decoding.run import RUN_KEYS, run_settings
 from selfrag.io import InputError
 from selfrag.models.loading import ModelSpec, model_spec
+from tests.helpers import compose_config
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 #: How scripts/reproduce_results.sh decoded the answer judge before the recipe existed (its committed test runs).
@@ -20,46 +21,29 @@ SPELLED_OUT = ("model=selfrag_smollm2_135m_judge", "decoding.reader=base", "deco
                "decoding.w_sup=1", "decoding.w_use=0", "decoding.use_seqscore=false")
 
 
-def compose(config_name: str, *overrides: str) -> dict[str, Any]:
-    """`conf/<config_name>.yaml` with overrides, resolved, as the script sees it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict
-
-    import selfrag.overrides  # noqa: F401  (registers the resolvers conf/ uses)
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]
-        return OmegaConf.to_container(cfg, resolve=True)
-
-
 @pytest.mark.parametrize("script", ["infer", "evaluate", "serve"])
 def test_the_judge_recipe_sets_the_model_and_wins_over_the_task(script):
-    plain = compose(script, "task=popqa")
+    plain = compose_config(script, "task=popqa")
     assert plain["decoding"]["ndocs"] == 2 and plain["decoding"]["reader"] == "generator"  # PopQA's own default
-    cfg = compose(script, "task=popqa", "recipe=judge")
+    cfg = compose_config(script, "task=popqa", "recipe=judge")
     assert cfg["model"]["name"] == "selfrag_smollm2_135m_judge" and cfg["model"]["judges_only"] is True
     decoding = DecodingConfig.from_mapping(cfg["decoding"])
-    assert (decoding.reader, decoding.ndocs, decoding.weights) == ("base", 5, decoding.weights.__class__(
-        w_rel=1.0, w_sup=1.0, w_use=0.0, use_seqscore=False))
+    assert (decoding.reader, decoding.ndocs) == ("base", 5)
+    assert decoding.weights == RewardWeights(w_rel=1.0, w_sup=1.0, w_use=0.0, use_seqscore=False)
     assert cfg["decoding"]["max_new_tokens"] == plain["decoding"]["max_new_tokens"]  # what it does not name: the task's
 
 
 def test_the_command_line_wins_over_the_recipe():
-    cfg = compose("evaluate", "recipe=judge", "decoding.ndocs=7", "task=arc_challenge", "decoding.w_use=0.5")
+    cfg = compose_config("evaluate", "recipe=judge", "decoding.ndocs=7", "task=arc_challenge", "decoding.w_use=0.5")
     assert (cfg["decoding"]["ndocs"], cfg["decoding"]["w_use"], cfg["decoding"]["max_new_tokens"]) == (7, 0.5, 50)
-    assert compose("evaluate", "recipe=judge", "model=selfrag_smollm2_135m_isrel")["model"]["name"] == (
+    assert compose_config("evaluate", "recipe=judge", "model=selfrag_smollm2_135m_isrel")["model"]["name"] == (
         "selfrag_smollm2_135m_isrel")
 
 
 def test_the_recipe_records_what_the_spelled_out_flags_recorded():
     """So the runs made with the flags (docs/results/popqa/judge/) resume under `recipe=judge`."""
-    flags = run_settings(compose("evaluate", *SPELLED_OUT), (*RUN_KEYS, "method"))
-    recipe = run_settings(compose("evaluate", "recipe=judge"), (*RUN_KEYS, "method"))
+    flags = run_settings(compose_config("evaluate", *SPELLED_OUT), (*RUN_KEYS, "method"))
+    recipe = run_settings(compose_config("evaluate", "recipe=judge"), (*RUN_KEYS, "method"))
     assert recipe == flags and "judges_only" not in recipe["model"]
 
 
