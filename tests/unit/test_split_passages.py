@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from selfrag.io import read_jsonl
 from tests.helpers import run_script, write_jsonl
 
@@ -23,17 +25,14 @@ def test_the_script_writes_the_first_k_passages_one_per_row_with_rank_ids(tmp_pa
     assert (stats["questions"], stats["rows"], stats["questions_with_fewer_than_k_passages"]) == (2, 3, 1)
 
 
-def test_the_script_refuses_a_row_without_passages_naming_its_line(tmp_path):
-    retrieved = write_jsonl(tmp_path / "retrieved.jsonl", [ROWS[0], {"id": 9, "question": "q", "ctxs": []}])
-    proc = run_script("split_passages", f"retrieved={retrieved}", f"output_dir={tmp_path / 'o'}", check=False)
-    assert proc.returncode == 2 and f"{retrieved}:2:" in proc.stderr and "ctxs" in proc.stderr
-    assert "Traceback" not in proc.stderr and not (tmp_path / "o" / "rows.jsonl").exists()
-
-
-def test_the_script_refuses_a_passage_without_text_naming_its_line(tmp_path):
-    bad = {"id": 9, "question": "q", "ctxs": [{"id": "x", "title": "t", "text": "fine"}, {"id": "y", "title": "t"}]}
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"id": 9, "question": "q", "ctxs": []}, "expected a row with an `id` and ranked passages in `ctxs`"),
+    ({"id": 9, "question": "q", "ctxs": [{"id": "x", "title": "t", "text": "fine"}, {"id": "y", "title": "t"}]},
+     "ctxs[1] must be an object with at least a `text` field"),
+], ids=["no-passages", "passage-without-text"])
+def test_the_script_refuses_a_bad_row_naming_its_line(tmp_path, bad, message):
     retrieved = write_jsonl(tmp_path / "retrieved.jsonl", [ROWS[0], bad])
     proc = run_script("split_passages", f"retrieved={retrieved}", f"output_dir={tmp_path / 'o'}", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert f"{retrieved}:2: ctxs[1] must be an object with at least a `text` field" in proc.stderr
+    assert f"{retrieved}:2: {message}" in proc.stderr
     assert not (tmp_path / "o" / "rows.jsonl").exists()
